@@ -1,0 +1,1 @@
+"""The producer: X API v2 filtered stream (or a replay file) to Kafka."""

@@ -1,0 +1,183 @@
+"""``evilnet produce``, ``evilnet replay``, ``evilnet simulate-x-api`` and ``evilnet synth``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .config import ConfigError, load_config, read_secret_file
+from .generator import SYNTH_START, synthesize, synthetic_rules
+from .logs import configure as configure_logs
+from .service import ReplaySummary, kafka_sink, run_replay, run_stream
+from .sink import KafkaSettings, KafkaSink
+from .xapi import RuleReconcileError, XApiAuthError
+
+console = Console(stderr=True)
+EXIT_BAD_CONFIG = 2
+
+_log_level = click.option("--log-level", default="INFO", show_default=True,
+                          type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+                                            case_sensitive=False))
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Values given as a comma-separated list, a repeated option, or both."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+@click.command()
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The shard's producer config (YAML).")
+@_log_level
+def produce(config_path: Path, log_level: str) -> None:
+    """Stream the shard's rules from the X API into Kafka (SIGHUP: reload rules)."""
+    configure_logs(log_level)
+    try:
+        code = run_stream(config_path)
+    except ConfigError as error:
+        click.echo(f"evilnet produce: {error}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
+    except (XApiAuthError, RuleReconcileError) as error:
+        click.echo(f"evilnet produce: {error}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Lines per second [default: as fast as possible].")
+@click.option("--config", "config_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take brokers, topics and limits from a producer config.")
+@click.option("--bootstrap-servers", envvar="EVILNET_KAFKA_BOOTSTRAP",
+              help="host:port,... of Kafka (without --config) [env: EVILNET_KAFKA_BOOTSTRAP].")
+@click.option("--skip", type=click.IntRange(min=0), default=0,
+              help="Skip this many lines first (resume: the last run printed lines_read).")
+@_log_level
+def replay(file: Path, rate: float | None, config_path: Path | None,
+           bootstrap_servers: str | None, skip: int, log_level: str) -> None:
+    """Replay X API filtered-stream JSON lines from FILE into Kafka.
+
+    Prints a JSON summary on stdout; after SIGTERM, its lines_read lines are all
+    in Kafka, each once.
+    """
+    configure_logs(log_level)
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except ConfigError as error:
+            click.echo(f"evilnet replay: {error}", err=True)
+            sys.exit(EXIT_BAD_CONFIG)
+        options = {"shard": config.shard, "tweets_topic": config.tweets_topic,
+                   "dead_letter_topic": config.dead_letter_topic,
+                   "max_payload_bytes": config.max_payload_bytes}
+
+        def sink_factory(metrics):
+            return kafka_sink(config, metrics)
+    elif bootstrap_servers:
+        servers = _split((bootstrap_servers,))
+        options = {}
+
+        def sink_factory(metrics):
+            return KafkaSink(KafkaSettings(servers, client_id="evilnet-replay"), metrics)
+    else:
+        raise click.UsageError("give --config or --bootstrap-servers (or EVILNET_KAFKA_BOOTSTRAP)")
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"replaying {file.name}")
+
+        def progress(summary: ReplaySummary) -> None:
+            if summary.lines_read % 1000 == 0:
+                bar.update(task, description=f"replaying {file.name}: {summary.lines_read} lines")
+
+        summary, _ = run_replay(file, sink_factory=sink_factory, rate=rate, skip=skip,
+                                progress=progress, **options)
+    click.echo(summary.to_json())
+    sys.exit(1 if summary.unacknowledged else 0)
+
+
+@click.command("simulate-x-api")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token-env", "token_envs", multiple=True, default=("X_BEARER_TOKEN",),
+              show_default=True, help="Accept the bearer token in this variable (repeatable).")
+@click.option("--token-file", "token_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Accept the bearer token in this 0600 file (repeatable).")
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Mean posts per second on each app's stream (bursts go higher).")
+@click.option("--keep-alive", default=5.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds of silence after which a keep-alive newline is sent.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--max-posts", default=None, type=click.IntRange(min=0),
+              help="Stop making posts after this many (keep-alives go on).")
+@_log_level
+def simulate_x_api(host: str, port: int, token_envs: tuple[str, ...],
+                   token_files: tuple[Path, ...], rate: float, keep_alive: float, seed: int,
+                   max_posts: int | None, log_level: str) -> None:
+    """Serve a local X API v2 filtered stream (rules, stream, /_sim/ fault injection)."""
+    from .simulator import XApiSimulator
+
+    configure_logs(log_level)
+    try:
+        tokens = [read_secret_file(path, key="--token-file") for path in token_files]
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    tokens += [os.environ[name] for name in token_envs if os.environ.get(name)]
+    if not tokens:
+        raise click.UsageError(f"no bearer token to accept: set {', '.join(token_envs)} "
+                               "or give --token-file")
+    simulator = XApiSimulator(tokens, rate=rate, keep_alive_seconds=keep_alive, seed=seed,
+                              max_posts=max_posts)
+    simulator.serve(host, port)
+    console.print(f"X API simulator on {simulator.base_url} ({len(tokens)} app(s))")
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    simulator.shutdown()
+
+
+@click.command()
+@click.option("--cities", multiple=True, required=True,
+              help="Comma-separated city names (repeatable), e.g. \"Montréal,St. John's\".")
+@click.option("--topics", multiple=True, required=True,
+              help="Comma-separated topics (repeatable).")
+@click.option("--posts", required=True, type=click.IntRange(min=0))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Mean posts per second of synthetic time.")
+@click.option("--start", default=SYNTH_START.isoformat(), show_default=True,
+              type=datetime.fromisoformat, help="created_at of the first post (ISO 8601).")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where to write [default: stdout].")
+def synth(cities: tuple[str, ...], topics: tuple[str, ...], posts: int, seed: int,
+          rate: float, start: datetime, output) -> None:
+    """Write synthetic filtered-stream JSON lines, the same for the same arguments."""
+    try:
+        rules = synthetic_rules(_split(cities), _split(topics))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if start.tzinfo is None:
+        raise click.BadParameter("--start needs a time zone (e.g. ...Z or +00:00)")
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("synthesizing", total=posts)
+        for index, post in enumerate(synthesize(rules, posts=posts, seed=seed, start=start,
+                                                mean_rate=rate), start=1):
+            output.write(json.dumps(post, ensure_ascii=False) + "\n")
+            if index % 1000 == 0:
+                bar.update(task, completed=index)
+
+

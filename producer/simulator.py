@@ -1,0 +1,511 @@
+"""A local X API v2 filtered stream: a real HTTP server for the producer to talk to.
+
+What it implements, as the API does:
+
+* bearer authentication; each accepted token is one app with its own rules
+  (the API keeps rules per app);
+* ``GET /2/tweets/search/stream/rules`` (optionally ``?ids=``) and
+  ``POST /2/tweets/search/stream/rules`` with ``{"add": [...]}`` or
+  ``{"delete": {"ids": [...]}}``, ``?dry_run=true``, ``meta.summary`` and the
+  ``errors`` of refused rules (DuplicateRule, invalid rules, unknown ids);
+* ``GET /2/tweets/search/stream``: HTTP/1.1 chunked JSON lines, one post per
+  chunk, a ``\\r\\n`` keep-alive when nothing was sent for a while, posts made by
+  :class:`~evilnet.producer.generator.PostGenerator` for the app's rules, with
+  ``matching_rules`` naming the rules' ids and tags, and only the fields and
+  expansions the client asked for (``tweet.fields``, ``expansions``, ...).
+
+Where it differs from X: a second stream connection of one app replaces the
+first (X answers 429 TooManyConnections; inject a 429 to test that path), and
+rule values are not interpreted (posts are made from the tags).
+
+Test and operator endpoints (no authentication, loopback use only):
+
+* ``POST /_sim/faults`` with ``{"kind": "drop"}`` (close open streams
+  mid-stream), ``{"kind": "stall", "seconds": S}`` (open streams go silent: no
+  data, no keep-alive; without ``seconds`` until the client hangs up), or
+  ``{"kind": "refuse", "status": 429|503|401|403|500, "count": N}`` (answer the
+  next N stream connections with that error);
+* ``POST /_sim/generation`` with any of ``{"paused": bool, "rate": posts_per_s,
+  "max_posts": N}``;
+* ``GET /_sim/state``: counters, rules per app, the log of rules calls;
+* ``GET /_sim/sent?after=N``: the posts written to clients, in order, exactly as
+  sent, each with the connection number it went out on (the last
+  ``sent_log_size`` are kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from evilnet.contracts import RuleTag, TagError
+
+from .generator import MatchableRule, PostGenerator, snowflake, x_timestamp
+
+log = logging.getLogger(__name__)
+
+RULES_PATH = "/2/tweets/search/stream/rules"
+STREAM_PATH = "/2/tweets/search/stream"
+RULE_VALUE_MAX_LENGTH = 512  # the API's limit for the basic access levels
+DEFAULT_TWEET_FIELDS = frozenset({"id", "text", "edit_history_tweet_ids"})
+DEFAULT_USER_FIELDS = frozenset({"id", "name", "username"})
+DEFAULT_PLACE_FIELDS = frozenset({"id", "full_name"})
+PROBLEMS = "https://api.twitter.com/2/problems/"
+
+
+@dataclass
+class _StreamConnection:
+    number: int
+    app: str
+    tweet_fields: frozenset[str]
+    user_fields: frozenset[str]
+    place_fields: frozenset[str]
+    expansions: frozenset[str]
+    closed: bool = False
+    drop: bool = False
+    stall_until: float = 0.0
+
+
+@dataclass
+class _App:
+    name: str
+    generator: PostGenerator
+    rules: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {id, value, tag}
+    stream: _StreamConnection | None = None
+
+
+class XApiSimulator:
+    """State and behaviour of the simulated API; :meth:`serve` puts it on a socket."""
+
+    def __init__(
+        self,
+        tokens: Iterable[str],
+        *,
+        rate: float = 20.0,
+        keep_alive_seconds: float = 5.0,
+        seed: int = 0,
+        max_posts: int | None = None,
+        max_rules: int = 1000,
+        sent_log_size: int = 100_000,
+    ) -> None:
+        self._apps = {
+            token: _App(f"app-{index}", PostGenerator([], seed=seed + index))
+            for index, token in enumerate(dict.fromkeys(tokens), start=1)
+        }
+        if not self._apps:
+            raise ValueError("the simulator needs at least one bearer token to accept")
+        self.rate = rate
+        self.keep_alive_seconds = keep_alive_seconds
+        self.max_posts = max_posts
+        self.max_rules = max_rules
+        self.paused = False
+        self._lock = threading.Lock()
+        started = datetime.now(UTC)
+        self._next_post_id = snowflake(started)
+        self._next_rule_id = snowflake(started, 1 << 21)
+        self._posts_sent = 0
+        self._connections_opened = 0
+        self._refusals: deque[int] = deque()
+        self._sent_log: deque[dict[str, Any]] = deque(maxlen=sent_log_size)
+        self._rules_calls: list[dict[str, Any]] = []
+        self.stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- serving --------------------------------------------------------------------
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+        """Listen on ``host:port`` (0 = any free port) in a background thread."""
+        simulator = self
+
+        class Handler(_Handler):
+            sim = simulator
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="x-api-simulator", daemon=True).start()
+        log.info("X API simulator listening", extra={"url": self.base_url})
+        return server
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "serve() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # --- state for tests and operators ------------------------------------------------
+
+    def app_for(self, token: str | None) -> _App | None:
+        return self._apps.get(token) if token else None
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "posts_sent": self._posts_sent,
+                "connections_opened": self._connections_opened,
+                "active_connections": sum(
+                    1 for app in self._apps.values() if app.stream and not app.stream.closed),
+                "paused": self.paused,
+                "rate": self.rate,
+                "max_posts": self.max_posts,
+                "pending_refusals": list(self._refusals),
+                "rules": {app.name: sorted(app.rules.values(), key=lambda rule: rule["id"])
+                          for app in self._apps.values()},
+                "rules_calls": list(self._rules_calls),
+            }
+
+    def sent(self, after: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [entry for entry in self._sent_log if entry["seq"] > after]
+
+    def inject(self, fault: dict[str, Any]) -> None:
+        """Apply a fault (see the module doc); raises ValueError for a bad one."""
+        kind = fault.get("kind")
+        with self._lock:
+            streams = [app.stream for app in self._apps.values()
+                       if app.stream and not app.stream.closed]
+            if kind == "drop":
+                for stream in streams:
+                    stream.drop = True
+            elif kind == "stall":
+                seconds = float(fault.get("seconds", 1e9))
+                for stream in streams:
+                    stream.stall_until = time.monotonic() + seconds
+            elif kind == "refuse":
+                status = int(fault.get("status", 503))
+                if status not in _ERRORS:
+                    raise ValueError(f"status must be one of {sorted(_ERRORS)}")
+                self._refusals.extend([status] * int(fault.get("count", 1)))
+            else:
+                raise ValueError("kind must be 'drop', 'stall' or 'refuse'")
+        log.info("fault injected", extra={"fault": fault})
+
+    def configure_generation(self, settings: dict[str, Any]) -> None:
+        with self._lock:
+            if "paused" in settings:
+                self.paused = bool(settings["paused"])
+            if "rate" in settings:
+                if float(settings["rate"]) <= 0:
+                    raise ValueError("rate must be positive")
+                self.rate = float(settings["rate"])
+            if "max_posts" in settings:
+                limit = settings["max_posts"]
+                self.max_posts = None if limit is None else int(limit)
+
+    # --- rules ------------------------------------------------------------------------
+
+    def get_rules(self, app: _App, ids: list[str] | None) -> dict[str, Any]:
+        with self._lock:
+            self._rules_calls.append({"app": app.name, "method": "GET"})
+            rules = [rule for rule_id, rule in sorted(app.rules.items())
+                     if ids is None or rule_id in ids]
+        body: dict[str, Any] = {"meta": {"sent": _now(), "result_count": len(rules)}}
+        if rules:
+            body["data"] = rules
+        return body
+
+    def change_rules(self, app: _App, request: Any, dry_run: bool) -> tuple[int, dict[str, Any]]:
+        if isinstance(request, dict) and "add" in request and isinstance(request["add"], list):
+            with self._lock:
+                self._rules_calls.append({"app": app.name, "method": "POST", "action": "add",
+                                          "dry_run": dry_run})
+                return self._add_rules(app, request["add"], dry_run)
+        if (isinstance(request, dict) and isinstance(request.get("delete"), dict)
+                and isinstance(request["delete"].get("ids"), list)):
+            with self._lock:
+                self._rules_calls.append({"app": app.name, "method": "POST",
+                                          "action": "delete", "dry_run": dry_run})
+                return self._delete_rules(app, [str(i) for i in request["delete"]["ids"]],
+                                          dry_run)
+        return 400, _invalid_request("the body must hold 'add' (a list) or 'delete.ids' (a list)")
+
+    def _add_rules(self, app: _App, additions: list[Any], dry_run: bool) -> tuple[int, dict]:
+        created: list[dict[str, str]] = []
+        errors: list[dict[str, Any]] = []
+        by_value = {rule["value"]: rule for rule in app.rules.values()}
+        for addition in additions:
+            value = addition.get("value") if isinstance(addition, dict) else None
+            tag = addition.get("tag") if isinstance(addition, dict) else None
+            if not isinstance(value, str) or not value.strip() or \
+                    len(value) > RULE_VALUE_MAX_LENGTH:
+                errors.append({"value": value, "title": "Invalid Rule",
+                               "details": [f"Rule must be 1 to {RULE_VALUE_MAX_LENGTH} characters"],
+                               "type": PROBLEMS + "invalid-rules"})
+            elif value in by_value:
+                errors.append({"value": value, "id": by_value[value]["id"],
+                               "title": "DuplicateRule", "type": PROBLEMS + "duplicate-rules"})
+            elif len(app.rules) + len(created) >= self.max_rules:
+                errors.append({"value": value, "title": "RulesCapExceeded",
+                               "type": PROBLEMS + "rule-cap"})
+            else:
+                rule = {"id": str(self._next_rule_id), "value": value}
+                if isinstance(tag, str):
+                    rule["tag"] = tag
+                self._next_rule_id += 1
+                created.append(rule)
+                by_value[value] = rule
+        if not dry_run:
+            for rule in created:
+                app.rules[rule["id"]] = rule
+            self._regenerate(app)
+        summary = {"created": 0 if dry_run else len(created),
+                   "not_created": len(additions) - (0 if dry_run else len(created)),
+                   "valid": len(created), "invalid": len(errors)}
+        body: dict[str, Any] = {"meta": {"sent": _now(), "summary": summary}}
+        if created:
+            body["data"] = created
+        if errors:
+            body["errors"] = errors
+        return (201 if created and not dry_run else 200), body
+
+    def _delete_rules(self, app: _App, ids: list[str], dry_run: bool) -> tuple[int, dict]:
+        known = [rule_id for rule_id in ids if rule_id in app.rules]
+        unknown = [rule_id for rule_id in ids if rule_id not in app.rules]
+        if not dry_run:
+            for rule_id in known:
+                del app.rules[rule_id]
+            self._regenerate(app)
+        body: dict[str, Any] = {"meta": {"sent": _now(), "summary": {
+            "deleted": 0 if dry_run else len(known),
+            "not_deleted": len(unknown) + (len(known) if dry_run else 0)}}}
+        if unknown:
+            body["errors"] = [{"value": rule_id, "title": "Invalid Request",
+                               "detail": "Rule does not exist",
+                               "type": PROBLEMS + "invalid-request"} for rule_id in unknown]
+        return 200, body
+
+    def _regenerate(self, app: _App) -> None:
+        matchable = []
+        for rule in app.rules.values():
+            with contextlib.suppress(TagError):
+                matchable.append(MatchableRule(rule["id"], RuleTag.parse(rule.get("tag", ""))))
+        app.generator.set_rules(matchable)
+
+    # --- stream ---------------------------------------------------------------------
+
+    def take_refusal(self) -> int | None:
+        with self._lock:
+            return self._refusals.popleft() if self._refusals else None
+
+    def open_stream(self, app: _App, query: dict[str, list[str]]) -> _StreamConnection:
+        def requested(name: str) -> frozenset[str]:
+            return frozenset(item for value in query.get(name, []) for item in value.split(","))
+
+        with self._lock:
+            if app.stream is not None:
+                app.stream.closed = True  # the newer connection wins (see the module doc)
+            self._connections_opened += 1
+            app.stream = _StreamConnection(
+                self._connections_opened, app.name,
+                tweet_fields=DEFAULT_TWEET_FIELDS | requested("tweet.fields"),
+                user_fields=DEFAULT_USER_FIELDS | requested("user.fields"),
+                place_fields=DEFAULT_PLACE_FIELDS | requested("place.fields"),
+                expansions=requested("expansions"),
+            )
+            return app.stream
+
+    def next_post(self, app: _App, stream: _StreamConnection) -> bytes | None:
+        """The next post for this connection, serialized, or None if there is none to send."""
+        with self._lock:
+            exhausted = self.max_posts is not None and self._posts_sent >= self.max_posts
+            if self.paused or exhausted or not app.generator.has_rules:
+                return None
+            post = app.generator.next_post(self._next_post_id, datetime.now(UTC))
+            self._next_post_id += 1
+        return json.dumps(_shape(post, stream), ensure_ascii=False).encode("utf-8")
+
+    def next_gap(self, app: _App) -> float:
+        with self._lock:
+            return app.generator.next_gap(self.rate)
+
+    def record_sent(self, stream: _StreamConnection, payload: bytes) -> None:
+        with self._lock:
+            self._posts_sent += 1
+            self._sent_log.append({"seq": self._posts_sent, "connection": stream.number,
+                                   "app": stream.app, "payload": payload.decode("utf-8")})
+
+    def close_stream(self, app: _App, stream: _StreamConnection) -> None:
+        with self._lock:
+            stream.closed = True
+            if app.stream is stream:
+                app.stream = None
+
+
+def _shape(post: dict[str, Any], stream: _StreamConnection) -> dict[str, Any]:
+    """The post with only the fields and expansions the client asked for."""
+
+    def tweet(data: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if key in stream.tweet_fields}
+
+    includes: dict[str, Any] = {}
+    source = post.get("includes", {})
+    if "author_id" in stream.expansions and "users" in source:
+        includes["users"] = [{key: value for key, value in user.items()
+                              if key in stream.user_fields} for user in source["users"]]
+    if "referenced_tweets.id" in stream.expansions and "tweets" in source:
+        includes["tweets"] = [tweet(original) for original in source["tweets"]]
+    if "geo.place_id" in stream.expansions and "places" in source:
+        includes["places"] = [{key: value for key, value in place.items()
+                               if key in stream.place_fields} for place in source["places"]]
+    shaped: dict[str, Any] = {"data": tweet(post["data"])}
+    if includes:
+        shaped["includes"] = includes
+    shaped["matching_rules"] = post["matching_rules"]
+    return shaped
+
+
+def _now() -> str:
+    return x_timestamp(datetime.now(UTC))
+
+
+def _invalid_request(message: str) -> dict[str, Any]:
+    return {"errors": [{"parameters": {}, "message": message}], "title": "Invalid Request",
+            "detail": "One or more parameters to your request was invalid.",
+            "type": PROBLEMS + "invalid-request"}
+
+
+def _problem(status: int, title: str, kind: str = "about:blank") -> dict[str, Any]:
+    return {"title": title, "detail": title, "type": kind, "status": status}
+
+
+_ERRORS = {
+    401: _problem(401, "Unauthorized"),
+    403: _problem(403, "Forbidden", PROBLEMS + "client-forbidden"),
+    429: _problem(429, "Too Many Requests", PROBLEMS + "usage-capped"),
+    500: _problem(500, "Internal Server Error"),
+    503: _problem(503, "Service Unavailable"),
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # chunked streaming needs 1.1
+    sim: XApiSimulator
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s", format % args)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/_sim/state":
+            return self._json(200, self.sim.state())
+        if url.path == "/_sim/sent":
+            after = int(query.get("after", ["0"])[0])
+            return self._json(200, {"posts": self.sim.sent(after)})
+        app = self._authenticated()
+        if app is None:
+            return None
+        if url.path == RULES_PATH:
+            ids = query["ids"][0].split(",") if "ids" in query else None
+            return self._json(200, self.sim.get_rules(app, ids))
+        if url.path == STREAM_PATH:
+            return self._stream(app, query)
+        return self._json(404, _problem(404, "Not Found"))
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        except ValueError:
+            return self._json(400, _invalid_request("the body is not JSON"))
+        if url.path in ("/_sim/faults", "/_sim/generation"):
+            try:
+                if url.path == "/_sim/faults":
+                    self.sim.inject(body)
+                else:
+                    self.sim.configure_generation(body)
+            except (ValueError, TypeError, AttributeError) as error:
+                return self._json(400, {"error": str(error)})
+            return self._json(200, {"ok": True})
+        app = self._authenticated()
+        if app is None:
+            return None
+        if url.path == RULES_PATH:
+            dry_run = parse_qs(url.query).get("dry_run", ["false"])[0].lower() == "true"
+            status, response = self.sim.change_rules(app, body, dry_run)
+            return self._json(status, response)
+        return self._json(404, _problem(404, "Not Found"))
+
+    def _authenticated(self) -> _App | None:
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        app = self.sim.app_for(token.strip()) if scheme == "Bearer" else None
+        if app is None:
+            self._json(401, _ERRORS[401])
+        return app
+
+    def _json(self, status: int, body: Any) -> None:
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    # --- the stream -------------------------------------------------------------------
+
+    def _stream(self, app: _App, query: dict[str, list[str]]) -> None:
+        refusal = self.sim.take_refusal()
+        if refusal is not None:
+            return self._json(refusal, _ERRORS[refusal])
+        stream = self.sim.open_stream(app, query)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            self._feed(app, stream)
+        except OSError:
+            pass  # the client went away: nothing more to send
+        finally:
+            self.sim.close_stream(app, stream)
+            self.close_connection = True
+
+    def _feed(self, app: _App, stream: _StreamConnection) -> None:
+        now = time.monotonic()
+        next_post_at = now + self.sim.next_gap(app)
+        next_keep_alive_at = now + self.sim.keep_alive_seconds
+        while not (stream.closed or self.sim.stopping.is_set()):
+            now = time.monotonic()
+            if stream.drop:
+                # Cut the stream without the final chunk, as a dropped connection looks;
+                # a shutdown (not a reset) lets what was already sent arrive.
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if now < stream.stall_until:
+                time.sleep(min(0.05, stream.stall_until - now))
+                continue
+            if now >= next_post_at:
+                next_post_at = max(next_post_at + self.sim.next_gap(app), now - 1.0)
+                payload = self.sim.next_post(app, stream)
+                if payload is not None:
+                    self._chunk(payload + b"\r\n")
+                    self.sim.record_sent(stream, payload)
+                    next_keep_alive_at = now + self.sim.keep_alive_seconds
+                continue
+            if now >= next_keep_alive_at:
+                self._chunk(b"\r\n")
+                next_keep_alive_at = now + self.sim.keep_alive_seconds
+                continue
+            time.sleep(min(0.05, next_post_at - now, next_keep_alive_at - now))
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()

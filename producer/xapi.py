@@ -1,0 +1,282 @@
+"""The X API v2 filtered stream through tweepy: base URL seam, rules, reconnecting stream.
+
+tweepy 4.17 hard-codes ``https://api.twitter.com`` in both the rules calls
+(``BaseClient.request``) and the stream (``StreamingClient._connect``), but sends
+every request through ``self.session``. :class:`BaseUrlSession` is that session,
+sending what tweepy addresses to api.twitter.com to the configured base URL
+instead (the local simulator, or X itself).
+
+tweepy's own reconnect loop (``BaseStream._connect``) sleeps with ``time.sleep``
+(so SIGTERM waits up to 320 s), detects stalls only by a fixed 21 s read timeout,
+and retries a 401/403 forever. :class:`XStream` keeps tweepy's request building,
+rules calls and parameter handling, and replaces only that loop with one that
+follows :class:`~evilnet.producer.reconnect.ReconnectPolicy`, can be woken up,
+and stops on an authentication error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import tweepy
+import urllib3
+from pydantic import SecretStr
+
+from evilnet.contracts import RuleTag, TagError
+
+from .config import Rule
+from .metrics import ProducerMetrics
+from .reconnect import ReconnectCause, ReconnectPolicy
+from .routing import Line, split_lines
+
+log = logging.getLogger(__name__)
+
+TWEEPY_BASE_URL = "https://api.twitter.com"
+
+# What the Spark job needs of a post (see evilnet.contracts.PostRecord) and what
+# makes a post readable in a dead letter. Without these the API sends only id and text.
+STREAM_PARAMETERS: dict[str, list[str]] = {
+    "tweet_fields": ["created_at", "author_id", "lang", "referenced_tweets", "geo"],
+    "expansions": ["author_id", "referenced_tweets.id", "geo.place_id"],
+    "user_fields": ["username"],
+    "place_fields": ["full_name", "country_code"],
+}
+
+CONNECT_TIMEOUT_SECONDS = 10
+# The API sends chunked transfer encoding, so a read returns as soon as one chunk
+# (one post or keep-alive) arrives; a large read size costs no latency.
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class XApiAuthError(RuntimeError):
+    """The X API refused the bearer token (HTTP 401 or 403): retrying cannot help."""
+
+
+class RuleReconcileError(RuntimeError):
+    """The X API refused a rule change."""
+
+
+class BaseUrlSession(requests.Session):
+    """A session that sends requests for ``https://api.twitter.com`` to ``base_url``."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any):  # type: ignore[override]
+        if isinstance(url, str) and url.startswith(TWEEPY_BASE_URL + "/"):
+            url = self.base_url + url[len(TWEEPY_BASE_URL):]
+        return super().request(method, url, *args, **kwargs)
+
+
+def rules_client(base_url: str, token: SecretStr) -> tweepy.StreamingClient:
+    """A tweepy client for the rules endpoints only."""
+    client = tweepy.StreamingClient(token.get_secret_value())
+    client.session = BaseUrlSession(base_url)
+    return client
+
+
+def _auth_error(status: int, token_source: str) -> XApiAuthError:
+    return XApiAuthError(
+        f"the X API refused the bearer token from {token_source} "
+        f"(HTTP {status}): fix the token or the app's access; not retrying"
+    )
+
+
+@dataclass(frozen=True)
+class RuleChanges:
+    added: tuple[Rule, ...]
+    deleted: tuple[tweepy.StreamRule, ...]
+    kept: int
+    foreign: int  # rules whose tag does not follow the tag format: not ours, left alone
+
+
+def _owned_tag(rule: tweepy.StreamRule) -> str | None:
+    try:
+        return RuleTag.parse(rule.tag).tag if rule.tag else None
+    except TagError:
+        return None
+
+
+def reconcile_rules(
+    client: tweepy.StreamingClient,
+    wanted: Sequence[Rule],
+    *,
+    token_source: str,
+    metrics: ProducerMetrics | None = None,
+) -> RuleChanges:
+    """Make the app's rules that we own exactly ``wanted``; a no-op needs one read only.
+
+    A shard is one X app (the API delivers every match of an app's rules to each
+    of its connections), so every rule whose tag follows the tag format is ours;
+    other rules (set by hand, another tool) are left as they are. A rule whose
+    value is wanted with another tag is deleted and added again: the API keys
+    rules by value and would refuse the duplicate.
+    """
+    try:
+        existing = client.get_rules().data or []
+        wanted_pairs = {(rule.value, rule.tag) for rule in wanted}
+        ours = [(rule, tag) for rule in existing if (tag := _owned_tag(rule)) is not None]
+        stale = tuple(rule for rule, tag in ours if (rule.value, tag) not in wanted_pairs)
+        present = {(rule.value, tag) for rule, tag in ours}
+        missing = tuple(rule for rule in wanted if (rule.value, rule.tag) not in present)
+        if stale:
+            _check(client.delete_rules([rule.id for rule in stale]), "delete")
+        if missing:
+            additions = [tweepy.StreamRule(value=rule.value, tag=rule.tag) for rule in missing]
+            _check(client.add_rules(additions), "add")
+    except (tweepy.Unauthorized, tweepy.Forbidden) as error:
+        raise _auth_error(error.response.status_code, token_source) from None
+    except tweepy.HTTPException as error:
+        raise RuleReconcileError(f"the X API refused a rules call: {error}") from None
+    if metrics is not None:
+        metrics.rule_changes.labels("add").inc(len(missing))
+        metrics.rule_changes.labels("delete").inc(len(stale))
+    changes = RuleChanges(missing, stale, len(ours) - len(stale), len(existing) - len(ours))
+    log.info(
+        "rules reconciled",
+        extra={"added": len(missing), "deleted": len(stale), "kept": changes.kept,
+               "foreign": changes.foreign},
+    )
+    return changes
+
+
+def _check(response: tweepy.Response, action: str) -> None:
+    if response.errors:
+        problems = "; ".join(
+            f"{error.get('title', 'error')}: {error.get('value') or error.get('detail', '')}"
+            for error in response.errors
+        )
+        raise RuleReconcileError(f"the X API refused to {action} rules: {problems}")
+
+
+class XStream(tweepy.StreamingClient):
+    """tweepy's StreamingClient with the reconnect loop of X's documented policy.
+
+    ``on_line`` receives every non-empty line (a payload); keep-alives only feed
+    the stall timer. Run it with ``filter(threaded=True, **STREAM_PARAMETERS)``;
+    after the thread ends, :attr:`fatal_error` says why if it was not a
+    :meth:`disconnect`.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: SecretStr,
+        token_source: str,
+        on_line: Callable[[Line], None],
+        max_line_bytes: int,
+        policy: ReconnectPolicy,
+        metrics: ProducerMetrics,
+    ) -> None:
+        super().__init__(token.get_secret_value(), chunk_size=READ_CHUNK_BYTES)
+        self.session = BaseUrlSession(base_url)
+        self._token_source = token_source
+        self._on_line = on_line
+        self._max_line_bytes = max_line_bytes
+        self.policy = policy
+        self._metrics = metrics
+        self._wake = threading.Event()
+        self._response: requests.Response | None = None
+        self.fatal_error: BaseException | None = None
+        self.connections = 0
+
+    def disconnect(self) -> None:
+        """Stop: finish the line in hand, close the connection, skip any pending wait."""
+        self.running = False
+        self._wake.set()
+        response = self._response
+        if response is not None:
+            _shut_down_socket(response)
+
+    def _connect(self, method: str, endpoint: str, params: Any = None, **_: Any) -> None:
+        self.running = True
+        self.session.headers["User-Agent"] = self.user_agent
+        self.session.headers["Authorization"] = f"Bearer {self.bearer_token}"
+        url = f"{TWEEPY_BASE_URL}/2/tweets/{endpoint}/stream"
+        try:
+            while self.running:
+                cause = self._stream_once(method, url, params)
+                if cause is None or not self.running:
+                    break
+                self._metrics.reconnects.labels(cause.value).inc()
+                wait = self.policy.next_wait(cause)
+                log.warning("stream reconnecting", extra={"cause": cause.value, "wait_s": wait})
+                self._wake.wait(wait)
+        except Exception as error:
+            if self.running:
+                self.fatal_error = error
+                log.error("stream stopped", extra={"error": str(error)})
+        finally:
+            self.session.close()
+            self.running = False
+
+    def _stream_once(self, method: str, url: str, params: Any) -> ReconnectCause | None:
+        """One connection, read until it ends; the cause to reconnect, or None to stop."""
+        connected = False
+        try:
+            with self.session.request(
+                method, url, params=params, stream=True,
+                timeout=(CONNECT_TIMEOUT_SECONDS, self.policy.stall_timeout),
+            ) as response:
+                if response.status_code != 200:
+                    return self._refused(response)
+                connected = True
+                self._response = response
+                self.connections += 1
+                self.policy.connected()
+                self._metrics.stream_connected.set(1)
+                log.info("stream connected", extra={"connection": self.connections})
+                for line in split_lines(response.iter_content(self.chunk_size),
+                                        self._max_line_bytes):
+                    if line.size:
+                        self._on_line(line)
+                    if not self.running:
+                        return None
+                return ReconnectCause.DROPPED
+        except (requests.ConnectionError, requests.Timeout,
+                urllib3.exceptions.HTTPError, OSError) as error:
+            if not self.running:
+                return None
+            log.warning("stream connection failed", extra={"error": str(error)})
+            if _is_read_timeout(error):
+                return ReconnectCause.STALL if connected else ReconnectCause.NETWORK
+            return ReconnectCause.DROPPED if connected else ReconnectCause.NETWORK
+        finally:
+            self._response = None
+            self._metrics.stream_connected.set(0)
+
+    def _refused(self, response: requests.Response) -> ReconnectCause:
+        status = response.status_code
+        log.error("stream refused", extra={"status": status, "body": response.text[:500]})
+        if status in (401, 403):
+            raise _auth_error(status, self._token_source)
+        if status in (420, 429):
+            return ReconnectCause.RATE_LIMITED
+        return ReconnectCause.HTTP_ERROR
+
+
+def _is_read_timeout(error: BaseException) -> bool:
+    # requests wraps urllib3's ReadTimeoutError in a ConnectionError mid-stream and
+    # raises ReadTimeout before the headers; both mean "silent for too long".
+    if isinstance(error, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
+        return True
+    return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
+
+
+def _shut_down_socket(response: requests.Response) -> None:
+    """Wake the reading thread: a shut-down socket reads as end of stream."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed: nothing to wake
+        sock.shutdown(socket.SHUT_RDWR)
