@@ -1,0 +1,140 @@
+"""The contracts between the parts of the pipeline, in one place.
+
+Planner, producer, Spark job, dashboards and tests import these names; none of
+them spells a topic name, a tag or a record field on its own.
+
+Rule tag
+    Every X API rule the planner writes carries the tag ``city=<City>;topic=<topic>``.
+    The producer reads a post's city and topic back from the tags of the rules it
+    matched (the API's ``matching_rules`` field). City names may hold letters with
+    accents, spaces, apostrophes, periods and hyphens (``Montréal``, ``St. John's``,
+    ``Trois-Rivières``); topics are keywords or short phrases. Neither may contain
+    ``;`` or ``=``, which delimit the tag.
+
+Kafka record (topic :data:`TWEETS_TOPIC`)
+    One record per post and matched city, keyed by the city (UTF-8), so that all
+    posts of one city land in one partition in order. The value is the JSON
+    object described by :class:`PostRecord`.
+
+Dead letters (topic :data:`DEAD_LETTER_TOPIC`)
+    A payload the producer cannot turn into records is written there as a
+    :class:`DeadLetter`: a :class:`DeadLetterReason` code, a human detail and the
+    raw payload (lossless, base64 when it is not valid UTF-8; only a payload
+    larger than the producer's limit is cut, and then says so).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- Kafka topics -----------------------------------------------------------------
+
+TWEETS_TOPIC = "tweets"
+DEAD_LETTER_TOPIC = "tweets.dead-letter"
+
+# --- Rule tags --------------------------------------------------------------------
+
+# Letters of any script (with their combining accents), spaces, apostrophes
+# (straight and typographic), periods and hyphens; must start with a letter.
+_CITY_PATTERN = r"[^\W\d_](?:[^\W\d_]|[ '\u2019.\-])*"
+# Keywords or phrases: letters, digits, spaces, hyphens, '#' and '@' prefixes.
+_TOPIC_PATTERN = r"[#@]?[\w](?:[\w \-]*[\w])?"
+TAG_RE = re.compile(rf"city=(?P<city>{_CITY_PATTERN});topic=(?P<topic>{_TOPIC_PATTERN})")
+CITY_MAX_LENGTH = 64
+TOPIC_MAX_LENGTH = 64
+
+
+class TagError(ValueError):
+    """A rule tag that does not follow ``city=<City>;topic=<topic>``."""
+
+
+@dataclass(frozen=True, order=True)
+class RuleTag:
+    """The (city, topic) a rule stands for, and its tag text."""
+
+    city: str
+    topic: str
+
+    def __post_init__(self) -> None:
+        city = unicodedata.normalize("NFC", self.city)
+        topic = unicodedata.normalize("NFC", self.topic)
+        object.__setattr__(self, "city", city)
+        object.__setattr__(self, "topic", topic)
+        if not (0 < len(city) <= CITY_MAX_LENGTH and re.fullmatch(_CITY_PATTERN, city)):
+            raise TagError(f"invalid city name in rule tag: {city!r}")
+        if not (0 < len(topic) <= TOPIC_MAX_LENGTH and re.fullmatch(_TOPIC_PATTERN, topic)):
+            raise TagError(f"invalid topic in rule tag: {topic!r}")
+
+    @property
+    def tag(self) -> str:
+        return f"city={self.city};topic={self.topic}"
+
+    @classmethod
+    def parse(cls, tag: str) -> RuleTag:
+        match = TAG_RE.fullmatch(unicodedata.normalize("NFC", tag or ""))
+        if match is None:
+            raise TagError(f"rule tag does not match 'city=<City>;topic=<topic>': {tag!r}")
+        return cls(match["city"], match["topic"])
+
+
+# --- Kafka record schema ----------------------------------------------------------
+
+RECORD_SCHEMA_VERSION = 1
+
+
+class PostRecord(BaseModel):
+    """The value of one record in :data:`TWEETS_TOPIC` (serialized as JSON).
+
+    ``created_at`` is the post's own creation time (the job's event time), in UTC,
+    ISO 8601 with a ``Z`` suffix. ``topics`` are the topics of ``city`` that the
+    post matched, sorted and without repeats.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = RECORD_SCHEMA_VERSION
+    id: str = Field(pattern=r"^\d{1,19}$")
+    created_at: datetime
+    author_id: str = Field(pattern=r"^\d{1,19}$")
+    is_retweet: bool
+    city: str
+    topics: list[str] = Field(min_length=1)
+    lang: str | None = None
+    text: str = ""
+
+
+class DeadLetterReason(StrEnum):
+    """Why a payload became a dead letter (the ``reason`` of :class:`DeadLetter`)."""
+
+    INVALID_UTF8 = "invalid-utf8"
+    INVALID_JSON = "invalid-json"
+    NOT_A_POST = "not-a-post"  # valid JSON, but not a filtered-stream object with ``data``
+    MISSING_FIELD = "missing-field"  # e.g. ``data.id``, ``data.created_at``, ``data.author_id``
+    INVALID_FIELD = "invalid-field"  # present but malformed (an id that is not digits, a bad date)
+    NO_MATCHING_RULES = "no-matching-rules"
+    UNKNOWN_TAG_FORMAT = "unknown-tag-format"  # no matched rule's tag follows the tag format
+    TOO_LARGE = "too-large"
+
+
+class DeadLetter(BaseModel):
+    """The value of one record in :data:`DEAD_LETTER_TOPIC`.
+
+    ``truncated`` is true only for :attr:`DeadLetterReason.TOO_LARGE`, whose payload
+    keeps the first bytes only (``detail`` gives the original size).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: DeadLetterReason
+    detail: str = ""
+    payload: str
+    payload_encoding: str = "utf-8"  # or "base64" when the payload was not valid UTF-8
+    truncated: bool = False
+    source: str = ""
+    received_at: datetime

@@ -1,0 +1,1 @@
+"""Operating the platform: staging artifacts, service health, the local stack."""

@@ -1,0 +1,177 @@
+"""`evilnet stage`, `evilnet health …` and `evilnet status`."""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evilnet.platform import health as checks
+from evilnet.platform.inventory import Inventory, InventoryError
+from evilnet.platform.staging import DEFAULT_PINS, StagingError, default_cache_dir
+from evilnet.platform.staging import stage as stage_artifacts
+from evilnet.platform.topics import TopicError, ensure_topics, pipeline_topics
+
+console = Console(stderr=True)
+
+
+@click.command()
+@click.option("--pins", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=DEFAULT_PINS, show_default=True, help="Pinned artifacts to stage.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache directory [default: $EVILNET_CACHE or ~/.cache/evilnet].")
+def stage(pins: Path, cache: Path | None) -> None:
+    """Resolve, verify and cache the pinned artifacts the hosts install."""
+    with console.status("staging artifacts") as spinner:
+        def progress(message: str) -> None:
+            spinner.update(f"staging: {message}")
+            console.log(message)
+
+        try:
+            manifest = stage_artifacts(pins, cache or default_cache_dir(), progress)
+        except StagingError as error:
+            raise click.ClickException(str(error)) from error
+    click.echo(manifest)
+
+
+@click.group()
+def health() -> None:
+    """Wait until one service is healthy (used by the roles after every restart)."""
+
+
+def _report(result: checks.Health) -> None:
+    click.echo(result.detail)
+    if not result.ok:
+        sys.exit(1)
+
+
+_wait = click.option("--wait", type=float, default=0, show_default=True,
+                     help="Keep checking for this many seconds before giving up.")
+
+
+@health.command("zookeeper")
+@click.option("--node", "nodes", multiple=True, help="host:port, repeatable.")
+@click.option("--ensemble", "ensemble_nodes", multiple=True,
+              help="host:port of every ensemble member, repeatable. With --node: the node "
+                   "must serve once a quorum could; alone: one leader, the rest followers.")
+@_wait
+def health_zookeeper(nodes: tuple[str, ...], ensemble_nodes: tuple[str, ...], wait: float) -> None:
+    """ZooKeeper nodes serve requests, or the whole ensemble has one leader."""
+    ensemble = [_host_port(node) for node in ensemble_nodes]
+    if not nodes:
+        if not ensemble:
+            raise click.UsageError("give --node, --ensemble or both")
+        _report(checks.wait_until_healthy(lambda: checks.zookeeper_ensemble(ensemble), wait))
+        return
+    for node in map(_host_port, nodes):
+        if ensemble:
+            check = partial(checks.zookeeper_node_in_ensemble, node, ensemble)
+        else:
+            check = partial(checks.zookeeper_node, *node)
+        _report(checks.wait_until_healthy(check, wait))
+
+
+@health.command("kafka")
+@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
+@click.option("--broker-id", "broker_ids", type=int, multiple=True,
+              help="A broker id that must be registered, repeatable.")
+@click.option("--topic", "topics", multiple=True,
+              help="Only check these topics for under-replicated partitions.")
+@_wait
+def health_kafka(bootstrap: str, broker_ids: tuple[int, ...], topics: tuple[str, ...],
+                 wait: float) -> None:
+    """Brokers registered and no under-replicated partitions."""
+    expected = set(broker_ids) or None
+    _report(checks.wait_until_healthy(
+        lambda: checks.kafka_cluster(bootstrap, expected, list(topics) or None), wait))
+
+
+@health.command("cassandra")
+@click.option("--node", "nodes", multiple=True, required=True, help="host[:port], repeatable.")
+@_wait
+def health_cassandra(nodes: tuple[str, ...], wait: float) -> None:
+    """The native port answers CQL."""
+    for node in nodes:
+        host, port = _host_port(node, default_port=9042)
+        _report(checks.wait_until_healthy(lambda h=host, p=port: checks.cassandra_node(h, p), wait))
+
+
+@health.command("spark")
+@click.option("--master-ui", required=True, help="http://host:port of the master's web UI.")
+@click.option("--worker", "workers", multiple=True, help="A worker host that must be ALIVE.")
+@_wait
+def health_spark(master_ui: str, workers: tuple[str, ...], wait: float) -> None:
+    """The master is ALIVE and lists the workers ALIVE."""
+    _report(checks.wait_until_healthy(
+        lambda: checks.spark_cluster(master_ui, set(workers) or None), wait))
+
+
+@click.command()
+@click.option("-i", "--inventory", "inventory_path", type=click.Path(exists=True, path_type=Path),
+              default=Path("inventories/local"), show_default=True)
+def status(inventory_path: Path) -> None:
+    """Print the health of every service of an inventory as a table."""
+    try:
+        inventory = Inventory.load(inventory_path)
+    except InventoryError as error:
+        raise click.ClickException(str(error)) from error
+    table = Table(title=f"EvilNet services ({inventory_path})")
+    for column in ("service", "endpoint", "healthy", "detail"):
+        table.add_column(column)
+    all_ok = True
+    for service, endpoint, check in inventory.health_checks():
+        try:
+            result = check()
+        except Exception as error:
+            result = checks.Health(False, f"{type(error).__name__}: {error}")
+        all_ok &= result.ok
+        table.add_row(service, endpoint, "[green]yes[/]" if result.ok else "[red]no[/]",
+                      result.detail)
+    Console().print(table)
+    if not all_ok:
+        sys.exit(1)
+
+
+def _host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host:
+        if default_port is None:
+            raise click.BadParameter(f"{value!r} is not host:port")
+        return value, default_port
+    return host, int(port)
+
+
+@click.group()
+def topics() -> None:
+    """The pipeline's Kafka topics."""
+
+
+@topics.command("ensure")
+@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
+@click.option("--replication-factor", type=click.IntRange(1), required=True)
+@click.option("--min-insync-replicas", type=click.IntRange(1), required=True)
+@click.option("--tweets-partitions", type=click.IntRange(1), required=True)
+@click.option("--tweets-retention-ms", type=click.IntRange(60_000), required=True)
+@click.option("--dead-letter-partitions", type=click.IntRange(1), required=True)
+@click.option("--dead-letter-retention-ms", type=click.IntRange(60_000), required=True)
+def topics_ensure(bootstrap: str, replication_factor: int, min_insync_replicas: int,
+                  tweets_partitions: int, tweets_retention_ms: int,
+                  dead_letter_partitions: int, dead_letter_retention_ms: int) -> None:
+    """Create the topics, or bring them to these settings. Prints one line per change."""
+    if min_insync_replicas > replication_factor:
+        raise click.BadParameter("cannot exceed --replication-factor",
+                                 param_hint="--min-insync-replicas")
+    specs = pipeline_topics(replication_factor, min_insync_replicas, tweets_partitions,
+                            tweets_retention_ms, dead_letter_partitions, dead_letter_retention_ms)
+    try:
+        changes = ensure_topics(bootstrap, specs)
+    except TopicError as error:
+        raise click.ClickException(str(error)) from error
+    for change in changes:
+        click.echo(f"changed: {change}")
+    if not changes:
+        click.echo("unchanged")

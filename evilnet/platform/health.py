@@ -1,0 +1,174 @@
+"""Health checks of the real services, shared by the roles, `evilnet status` and tests.
+
+Each check asks the service itself over its own protocol and returns a
+:class:`Health`; :func:`wait_until_healthy` retries one until it passes or a
+deadline passes. The Ansible roles run these on the hosts (after every start and
+restart), so what "healthy" means is written once, here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+Check = Callable[[], Health]
+
+
+def wait_until_healthy(check: Check, timeout: float, interval: float = 2.0) -> Health:
+    """Run ``check`` until it is ok or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health = check()
+        except Exception as error:  # a service still starting refuses, resets, times out
+            health = Health(False, f"{type(error).__name__}: {error}")
+        if health.ok or time.monotonic() >= deadline:
+            return health
+        time.sleep(interval)
+
+
+# --- ZooKeeper --------------------------------------------------------------------
+
+
+def four_letter_word(host: str, port: int, word: str, timeout: float = 3.0) -> str:
+    """Send a ZooKeeper four-letter word and return the whole answer."""
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        connection.sendall(word.encode())
+        chunks = []
+        while chunk := connection.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def zookeeper_mode(host: str, port: int) -> str:
+    """``leader``, ``follower``, ``standalone``, or ``not serving``."""
+    answer = four_letter_word(host, port, "srvr")
+    for line in answer.splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return "not serving"
+
+
+def zookeeper_node(host: str, port: int) -> Health:
+    """A node is healthy when it serves requests as part of a quorum."""
+    mode = zookeeper_mode(host, port)
+    return Health(mode in ("leader", "follower", "standalone"), f"mode {mode}")
+
+
+def zookeeper_node_in_ensemble(node: tuple[str, int], ensemble: list[tuple[str, int]]) -> Health:
+    """A (re)started node serves, or cannot yet because too few nodes run.
+
+    During a rolling restart the rest of the ensemble has a quorum and the node must
+    rejoin it. While an ensemble is first brought up node by node, the first nodes
+    cannot serve until a majority runs: they are healthy once they answer.
+    """
+    mode = zookeeper_mode(*node)
+    if mode in ("leader", "follower", "standalone"):
+        return Health(True, f"mode {mode}")
+    others_serving = 0
+    for other in ensemble:
+        if other == node:
+            continue
+        with contextlib.suppress(OSError):  # a node not started yet
+            others_serving += zookeeper_mode(*other) in ("leader", "follower")
+    quorum = len(ensemble) // 2 + 1
+    if others_serving + 1 < quorum:
+        return Health(True, f"running; no quorum yet ({others_serving + 1} of the "
+                            f"{quorum} nodes needed serve or could)")
+    return Health(False, f"mode {mode}, the ensemble has a quorum without it")
+
+
+def zookeeper_ensemble(nodes: list[tuple[str, int]]) -> Health:
+    """Exactly one leader, every other node a follower."""
+    modes = {}
+    for host, port in nodes:
+        try:
+            modes[f"{host}:{port}"] = zookeeper_mode(host, port)
+        except OSError as error:
+            modes[f"{host}:{port}"] = f"unreachable ({error.strerror or error})"
+    leaders = [node for node, mode in modes.items() if mode == "leader"]
+    followers = [node for node, mode in modes.items() if mode == "follower"]
+    ok = len(leaders) == 1 and len(followers) == len(nodes) - 1
+    return Health(ok, ", ".join(f"{node} {mode}" for node, mode in modes.items()))
+
+
+# --- Kafka ------------------------------------------------------------------------
+
+
+def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
+                  topics: list[str] | None = None) -> Health:
+    """All expected brokers registered; no partition of ``topics`` under-replicated.
+
+    With ``topics`` None every topic is checked; an empty list checks none.
+    """
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                             client_id="evilnet-health")
+    try:
+        registered = {broker["node_id"] for broker in admin.describe_cluster()["brokers"]}
+        if expected_brokers is not None and not expected_brokers <= registered:
+            missing = sorted(expected_brokers - registered)
+            return Health(False, f"brokers {sorted(registered)} registered, missing {missing}")
+        names = admin.list_topics() if topics is None else topics
+        under = [
+            f"{topic['topic']}/{partition['partition']}"
+            for topic in (admin.describe_topics(names) if names else [])
+            for partition in topic["partitions"]
+            if len(partition["isr"]) < len(partition["replicas"])
+        ]
+    finally:
+        admin.close()
+    if under:
+        return Health(False, f"under-replicated partitions: {', '.join(sorted(under))}")
+    return Health(True, f"brokers {sorted(registered)} registered, no under-replicated partitions")
+
+
+# --- Cassandra --------------------------------------------------------------------
+
+
+def cassandra_node(host: str, port: int = 9042) -> Health:
+    """The native port answers ``SELECT release_version FROM system.local``."""
+    from cassandra.cluster import Cluster
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    cluster = Cluster([host], port=port, connect_timeout=5, protocol_version=5,
+                      load_balancing_policy=WhiteListRoundRobinPolicy([host]))
+    try:
+        session = cluster.connect()
+        row = session.execute("SELECT release_version FROM system.local").one()
+    finally:
+        cluster.shutdown()
+    return Health(True, f"release {row.release_version}")
+
+
+# --- Spark ------------------------------------------------------------------------
+
+
+def spark_master_status(ui_url: str) -> dict:
+    with urllib.request.urlopen(f"{ui_url.rstrip('/')}/json/", timeout=5) as response:
+        return json.load(response)
+
+
+def spark_cluster(ui_url: str, expected_workers: set[str] | None = None) -> Health:
+    """The master is ALIVE and lists every expected worker host ALIVE."""
+    status = spark_master_status(ui_url)
+    alive = {worker["host"] for worker in status.get("workers", []) if worker["state"] == "ALIVE"}
+    if status.get("status") != "ALIVE":
+        return Health(False, f"master status {status.get('status')}")
+    if expected_workers is not None and not expected_workers <= alive:
+        return Health(False, f"workers alive {sorted(alive)}, missing "
+                             f"{sorted(expected_workers - alive)}")
+    return Health(True, f"master ALIVE, workers alive {sorted(alive)}")

@@ -1,0 +1,96 @@
+"""An Ansible inventory as the tools see it: hosts, groups, and their endpoints.
+
+The inventory is the one description of where services run; ports and other
+settings come from the inventory or, when it does not set them, from the roles'
+own ``defaults/main.yml`` (read here, never copied).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from evilnet.platform import health as checks
+
+ROLES_DIR = Path(__file__).resolve().parents[2] / "ansible" / "roles"
+
+# The group names are fixed: tools, docs and playbooks rely on them.
+GROUPS = ("zookeeper", "kafka", "cassandra", "spark_master", "spark_workers",
+          "producers", "grafana", "prometheus")
+
+
+class InventoryError(RuntimeError):
+    """The inventory cannot be read."""
+
+
+def _ansible_inventory() -> str:
+    beside_python = Path(sys.executable).with_name("ansible-inventory")
+    found = str(beside_python) if beside_python.exists() else shutil.which("ansible-inventory")
+    if not found:
+        raise InventoryError("ansible-inventory not found: run `make venv` first")
+    return found
+
+
+@dataclass
+class Inventory:
+    groups: dict[str, list[str]]
+    hostvars: dict[str, dict]
+
+    @classmethod
+    def load(cls, path: Path) -> Inventory:
+        result = subprocess.run([_ansible_inventory(), "-i", str(path), "--list"],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise InventoryError(f"cannot read inventory {path}:\n{result.stderr.strip()}")
+        data = json.loads(result.stdout)
+        hostvars = data.get("_meta", {}).get("hostvars", {})
+        groups = {name: list(data.get(name, {}).get("hosts", [])) for name in GROUPS}
+        return cls(groups, hostvars)
+
+    def var(self, host: str, name: str, role: str):
+        """A host's variable, falling back to the role's default."""
+        if name in self.hostvars.get(host, {}):
+            return self.hostvars[host][name]
+        return _role_defaults(role)[name]
+
+    def address(self, host: str) -> str:
+        return self.hostvars.get(host, {}).get("ansible_host", host)
+
+    def health_checks(self) -> Iterator[tuple[str, str, Callable[[], checks.Health]]]:
+        zookeeper = [(self.address(h), int(self.var(h, "zookeeper_client_port", "zookeeper")))
+                     for h in self.groups["zookeeper"]]
+        for host, port in zookeeper:
+            yield "zookeeper", f"{host}:{port}", partial(checks.zookeeper_node, host, port)
+        if zookeeper:
+            yield ("zookeeper ensemble", f"{len(zookeeper)} nodes",
+                   partial(checks.zookeeper_ensemble, zookeeper))
+
+        brokers = self.groups["kafka"]
+        if brokers:
+            bootstrap = ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
+                                 for h in brokers)
+            ids = {int(self.var(h, "kafka_broker_id", "kafka")) for h in brokers}
+            yield "kafka", bootstrap, partial(checks.kafka_cluster, bootstrap, ids)
+
+        for host in self.groups["cassandra"]:
+            address = self.address(host)
+            port = int(self.var(host, "cassandra_native_port", "cassandra"))
+            yield "cassandra", f"{address}:{port}", partial(checks.cassandra_node, address, port)
+
+        for host in self.groups["spark_master"]:
+            ui = f"http://{self.address(host)}:{self.var(host, 'spark_master_webui_port', 'spark')}"
+            workers = {self.address(w) for w in self.groups["spark_workers"]}
+            yield "spark", ui, partial(checks.spark_cluster, ui, workers)
+
+
+def _role_defaults(role: str) -> dict:
+    path = ROLES_DIR / role / "defaults" / "main.yml"
+    return yaml.safe_load(path.read_text()) or {}

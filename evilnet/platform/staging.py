@@ -1,0 +1,254 @@
+"""Artifact staging on the controller.
+
+Hosts never download anything. The controller resolves the pinned versions of
+``ansible/artifacts.yml`` once (Maven with strict checksums, pip), packs each
+component into a reproducible archive, records its sha256 in a manifest and keeps
+everything in a cache between runs. Ansible roles read the manifest and copy the
+archives to the hosts.
+
+A component is staged again only when its pins change (its *key* is a hash of its
+specification); the project's own wheel is rebuilt only when its sources change.
+Archives and wheels are byte-for-byte reproducible, so a second ``make up`` copies
+nothing and Ansible reports no change.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PINS = REPO_ROOT / "ansible" / "artifacts.yml"
+# Reproducible archives and wheels: a fixed timestamp for every member.
+_EPOCH = 315532800  # 1980-01-01, the earliest date a zip file can hold
+# Inputs of the project's own wheel: a change in any of them rebuilds it.
+_WHEEL_SOURCES = ("pyproject.toml", "evilnet", "producer", "spark")
+
+Progress = Callable[[str], None]
+
+
+class StagingError(RuntimeError):
+    """An artifact could not be resolved, verified or packed."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EVILNET_CACHE", Path.home() / ".cache" / "evilnet"))
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One staged file, as Ansible sees it in the manifest."""
+
+    name: str  # e.g. "kafka-3.9.2-1a2b3c4d5e6f": also the install directory on hosts
+    version: str
+    path: str
+    sha256: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _spec_key(spec: object) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _reproducible_tar(source: Path, top: str, target: Path) -> None:
+    """Pack ``source`` as ``top/…`` with sorted members, fixed owners and times."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as archive:
+        for path in sorted(source.rglob("*")):
+            info = archive.gettarinfo(str(path), arcname=f"{top}/{path.relative_to(source)}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = _EPOCH, 0, 0, "", ""
+            if info.isfile():
+                with path.open("rb") as handle:
+                    archive.addfile(info, handle)
+            else:
+                archive.addfile(info)
+    partial = target.with_suffix(".partial")
+    with partial.open("wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    partial.replace(target)
+
+
+def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        raise StagingError(f"{what} failed (exit {result.returncode}):\n{tail}")
+
+
+def stage_maven_component(
+    name: str, version: str, artifacts: list[str], cache: Path, progress: Progress,
+    only: list[str] | None = None,
+) -> StagedFile:
+    """Resolve ``artifacts`` with their runtime dependencies into one archive.
+
+    ``only`` keeps just these artifact ids: a connector whose other dependencies
+    the runtime it plugs into (Spark) already ships.
+    """
+    key = _spec_key({"artifacts": artifacts, "only": only, "format": 1})
+    staged_name = f"{name}-{version}-{key}"
+    archive = cache / "maven" / f"{staged_name}.tar.gz"
+    if archive.exists():
+        progress(f"{name} {version}: cached")
+        return StagedFile(staged_name, version, str(archive), _sha256(archive))
+
+    progress(f"{name} {version}: resolving {len(artifacts)} artifact(s) and dependencies")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    coordinates = []
+    for artifact in artifacts:
+        parts = artifact.split(":")
+        if len(parts) != 3:
+            raise StagingError(f"{name}: {artifact!r} is not group:artifact:version")
+        coordinates.append(dict(zip(("group", "artifact", "version"), parts, strict=True)))
+    pom = (
+        Environment(loader=PackageLoader("evilnet.platform"), undefined=StrictUndefined)
+        .get_template("pom.xml.j2")
+        .render(name=name, version=version, dependencies=coordinates)
+    )
+    with tempfile.TemporaryDirectory(prefix=f"stage-{name}-") as work:
+        workdir = Path(work)
+        (workdir / "pom.xml").write_text(pom)
+        # --strict-checksums: a download whose checksum does not match fails the build.
+        _run(
+            ["mvn", "-B", "-q", "--strict-checksums", "dependency:copy-dependencies",
+             "-DincludeScope=runtime", "-DoutputDirectory=lib/lib",
+             *([f"-DincludeArtifactIds={','.join(only)}"] if only else [])],
+            f"maven resolution of {name}",
+            cwd=workdir,
+        )
+        _reproducible_tar(workdir / "lib", staged_name, archive)
+    return StagedFile(staged_name, version, str(archive), _sha256(archive))
+
+
+def _pip(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+
+
+def stage_python(pyspark_version: str, cache: Path, progress: Progress) -> dict[str, StagedFile]:
+    """The wheelhouse: the project's wheel, its dependencies and pyspark."""
+    wheelhouse = cache / "wheelhouse"
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(_EPOCH)}
+
+    source_key = _source_key()
+    project_wheels = sorted(wheelhouse.glob("evilnet-*.whl"))
+    stamp = wheelhouse / "evilnet.source-key"
+    if not (project_wheels and stamp.exists() and stamp.read_text() == source_key):
+        progress("evilnet wheel: building from the working tree")
+        for old in project_wheels:
+            old.unlink()
+        with tempfile.TemporaryDirectory(prefix="stage-evilnet-") as build_dir:
+            # Build from a copy: an in-tree build leaves build/ and *.egg-info behind.
+            copy = Path(build_dir) / "src"
+            shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(
+                ".git", ".venv", ".run", ".cache", "__pycache__", "*.egg-info", "build"))
+            result = subprocess.run(
+                _pip("wheel", "--no-deps", "-w", str(wheelhouse), str(copy)),
+                capture_output=True, text=True, env=env, check=False)
+            if result.returncode != 0:
+                raise StagingError(f"building the evilnet wheel failed:\n{result.stderr[-2000:]}")
+        stamp.write_text(source_key)
+    else:
+        progress("evilnet wheel: cached")
+    project_wheel = next(wheelhouse.glob("evilnet-*.whl"))
+
+    progress("python dependencies: resolving into the wheelhouse")
+    _run(_pip("wheel", "-q", "-w", str(wheelhouse), "--find-links", str(wheelhouse),
+              str(project_wheel)), "resolving the project's dependencies")
+
+    pyspark = sorted(wheelhouse.glob(f"pyspark-{pyspark_version}-*.whl"))
+    if not pyspark:
+        progress(f"pyspark {pyspark_version}: building its wheel (large, once)")
+        _run(_pip("wheel", "-q", "--no-deps", "-w", str(wheelhouse), f"pyspark=={pyspark_version}"),
+             f"staging pyspark {pyspark_version}")
+        pyspark = sorted(wheelhouse.glob(f"pyspark-{pyspark_version}-*.whl"))
+    else:
+        progress(f"pyspark {pyspark_version}: cached")
+
+    runtime = _pack_runtime_wheels(wheelhouse, cache, exclude=pyspark[0].name)
+    return {
+        "runtime": runtime,
+        "evilnet": StagedFile(project_wheel.name, _wheel_version(project_wheel),
+                              str(project_wheel), _sha256(project_wheel)),
+        "pyspark": StagedFile(pyspark[0].name, pyspark_version, str(pyspark[0]),
+                              _sha256(pyspark[0])),
+    }
+
+
+def _pack_runtime_wheels(wheelhouse: Path, cache: Path, exclude: str) -> StagedFile:
+    """One archive with every wheel a host's runtime needs (all but pyspark).
+
+    Named by its content, so hosts unpack a new directory exactly when a wheel changed.
+    """
+    wheels = sorted(p for p in wheelhouse.glob("*.whl") if p.name != exclude)
+    key = _spec_key({p.name: _sha256(p) for p in wheels})
+    name = f"runtime-wheels-{key}"
+    archive = cache / "runtime" / f"{name}.tar.gz"
+    if not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        for old in archive.parent.glob("runtime-wheels-*.tar.gz"):
+            old.unlink()
+        with tempfile.TemporaryDirectory(prefix="stage-runtime-") as work:
+            for wheel in wheels:
+                shutil.copy2(wheel, work)
+            _reproducible_tar(Path(work), name, archive)
+    return StagedFile(name, key, str(archive), _sha256(archive))
+
+
+def _wheel_version(wheel: Path) -> str:
+    return wheel.name.split("-")[1]
+
+
+def _source_key() -> str:
+    digest = hashlib.sha256()
+    for top in _WHEEL_SOURCES:
+        root = REPO_ROOT / top
+        paths: Iterable[Path] = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in paths:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def stage(pins_file: Path = DEFAULT_PINS, cache: Path | None = None,
+          progress: Progress = lambda _: None) -> Path:
+    """Stage everything ``pins_file`` names; return the manifest's path."""
+    cache = cache or default_cache_dir()
+    pins = yaml.safe_load(pins_file.read_text())
+    if shutil.which("mvn") is None:
+        raise StagingError("mvn is not on PATH: install Maven (make up does it through apt)")
+    manifest: dict[str, object] = {"wheelhouse": str(cache / "wheelhouse")}
+    maven = {}
+    for name, spec in pins["maven"].items():
+        maven[name] = asdict(stage_maven_component(
+            name, str(spec["version"]), list(spec["artifacts"]), cache, progress,
+            spec.get("only")))
+    manifest["maven"] = maven
+    manifest["python"] = {
+        name: asdict(staged)
+        for name, staged in stage_python(str(pins["python"]["pyspark"]), cache, progress).items()
+    }
+    path = cache / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path

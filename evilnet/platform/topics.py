@@ -1,0 +1,102 @@
+"""The pipeline's Kafka topics, created and kept to their settings idempotently.
+
+Topic names come from :mod:`evilnet.contracts`; the Kafka role decides partitions,
+replication and retention. Partitions are only ever added (Kafka cannot remove
+them, and more partitions re-key a topic: the change is explicit and logged);
+replication factor changes are refused (they need a reassignment plan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kafka.admin import (
+    ConfigResource,
+    ConfigResourceType,
+    KafkaAdminClient,
+    NewPartitions,
+    NewTopic,
+)
+
+from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
+
+
+class TopicError(RuntimeError):
+    """A topic exists with settings this tool will not change on its own."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def pipeline_topics(replication_factor: int, min_insync_replicas: int,
+                    tweets_partitions: int, tweets_retention_ms: int,
+                    dead_letter_partitions: int, dead_letter_retention_ms: int) -> list[TopicSpec]:
+    common = {"min.insync.replicas": str(min_insync_replicas),
+              "unclean.leader.election.enable": "false"}
+    return [
+        TopicSpec(TWEETS_TOPIC, tweets_partitions, replication_factor,
+                  {**common, "retention.ms": str(tweets_retention_ms)}),
+        TopicSpec(DEAD_LETTER_TOPIC, dead_letter_partitions, replication_factor,
+                  {**common, "retention.ms": str(dead_letter_retention_ms)}),
+    ]
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    """Create missing topics and bring existing ones to ``specs``; return what changed."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
+                             request_timeout_ms=30000)
+    changes: list[str] = []
+    try:
+        existing = set(admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            admin.create_topics([NewTopic(s.name, s.partitions, s.replication_factor,
+                                          topic_configs=s.configs) for s in missing])
+            changes += [f"created {s.name} ({s.partitions} partitions, "
+                        f"replication {s.replication_factor})" for s in missing]
+        present = [spec for spec in specs if spec.name in existing]
+        if present:
+            changes += _converge(admin, present)
+    finally:
+        admin.close()
+    return changes
+
+
+def _converge(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    changes = []
+    described = {topic["topic"]: topic for topic in admin.describe_topics([s.name for s in specs])}
+    for spec in specs:
+        partitions = described[spec.name]["partitions"]
+        replication = len(partitions[0]["replicas"])
+        if replication != spec.replication_factor:
+            raise TopicError(
+                f"{spec.name} has replication factor {replication}, wanted "
+                f"{spec.replication_factor}: reassign partitions with "
+                f"kafka-reassign-partitions; this tool will not")
+        if len(partitions) > spec.partitions:
+            raise TopicError(f"{spec.name} has {len(partitions)} partitions, wanted "
+                             f"{spec.partitions}: Kafka cannot remove partitions")
+        if len(partitions) < spec.partitions:
+            admin.create_partitions({spec.name: NewPartitions(spec.partitions)})
+            changes.append(f"{spec.name}: partitions {len(partitions)} -> {spec.partitions}")
+
+    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
+    current = {}
+    for response in admin.describe_configs(resources):
+        for resource in response.resources:
+            # (error_code, error_message, type, name, configs)
+            current[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    for spec in specs:
+        drift = {key: value for key, value in spec.configs.items()
+                 if current.get(spec.name, {}).get(key) != value}
+        if drift:
+            # alter_configs replaces the topic's whole dynamic config: send all of it.
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name,
+                                                configs=spec.configs)])
+            changes += [f"{spec.name}: {key}={value}" for key, value in sorted(drift.items())]
+    return changes

@@ -1,0 +1,1 @@
+"""The Spark Structured Streaming job: windowed aggregates per city into Cassandra."""
