@@ -202,9 +202,10 @@ def load_config(path: Path) -> ProducerConfig:
 def _describe(error: ValidationError, origin: str) -> str:
     problems = []
     for problem in error.errors(include_url=False, include_input=False):
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
-        problems.append(f"{key}: {message}")
+        # A check across keys (no location) names its keys in its message.
+        problems.append(f"{key}: {message}" if key else message)
     return f"{origin}: " + "; ".join(problems)

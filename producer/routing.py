@@ -57,6 +57,7 @@ def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Line]:
     """
     kept = bytearray()
     size = 0
+    ends_with_cr = False
     for chunk in chunks:
         start = 0
         while True:
@@ -65,22 +66,23 @@ def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Line]:
             room = max_line_bytes - len(kept)
             if room > 0:
                 kept += piece[:room]
-            size += len(piece)
+            if piece:
+                size += len(piece)
+                ends_with_cr = piece.endswith(b"\r")
             if end < 0:
                 break
-            yield _finish_line(kept, size)
+            yield _finish_line(kept, size, ends_with_cr)
             kept.clear()
-            size = 0
+            size, ends_with_cr = 0, False
             start = end + 1
     if size:
-        yield _finish_line(kept, size)
+        yield _finish_line(kept, size, ends_with_cr)
 
 
-def _finish_line(kept: bytearray, size: int) -> Line:
-    data = bytes(kept)
-    if size == len(data) and data.endswith(b"\r"):
-        return Line(data[:-1], size - 1)
-    return Line(data, size)
+def _finish_line(kept: bytearray, size: int, ends_with_cr: bool) -> Line:
+    if ends_with_cr:  # a CRLF line ending: the CR is not part of the line
+        size -= 1
+    return Line(bytes(kept[:size]), size)
 
 
 @dataclass(frozen=True)

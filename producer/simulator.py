@@ -24,7 +24,9 @@ Test and operator endpoints (no authentication, loopback use only):
   mid-stream), ``{"kind": "stall", "seconds": S}`` (open streams go silent: no
   data, no keep-alive; without ``seconds`` until the client hangs up), or
   ``{"kind": "refuse", "status": 429|503|401|403|500, "count": N}`` (answer the
-  next N stream connections with that error);
+  next N stream connections with that error), or ``{"kind": "raw", "lines_base64":
+  [...]}`` (write these bytes, one line each, on the open streams: garbage as a
+  broken API or proxy would send; not counted as posts);
 * ``POST /_sim/generation`` with any of ``{"paused": bool, "rate": posts_per_s,
   "max_posts": N}``;
 * ``GET /_sim/state``: counters, rules per app, the log of rules calls;
@@ -35,6 +37,7 @@ Test and operator endpoints (no authentication, loopback use only):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -75,6 +78,7 @@ class _StreamConnection:
     closed: bool = False
     drop: bool = False
     stall_until: float = 0.0
+    raw_lines: deque[bytes] = field(default_factory=deque)
 
 
 @dataclass
@@ -188,13 +192,17 @@ class XApiSimulator:
                 seconds = float(fault.get("seconds", 1e9))
                 for stream in streams:
                     stream.stall_until = time.monotonic() + seconds
+            elif kind == "raw":
+                lines = [base64.b64decode(line, validate=True) for line in fault["lines_base64"]]
+                for stream in streams:
+                    stream.raw_lines.extend(lines)
             elif kind == "refuse":
                 status = int(fault.get("status", 503))
                 if status not in _ERRORS:
                     raise ValueError(f"status must be one of {sorted(_ERRORS)}")
                 self._refusals.extend([status] * int(fault.get("count", 1)))
             else:
-                raise ValueError("kind must be 'drop', 'stall' or 'refuse'")
+                raise ValueError("kind must be 'drop', 'stall', 'refuse' or 'raw'")
         log.info("fault injected", extra={"fault": fault})
 
     def configure_generation(self, settings: dict[str, Any]) -> None:
@@ -431,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.sim.inject(body)
                 else:
                     self.sim.configure_generation(body)
-            except (ValueError, TypeError, AttributeError) as error:
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
                 return self._json(400, {"error": str(error)})
             return self._json(200, {"ok": True})
         app = self._authenticated()
@@ -491,6 +499,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if now < stream.stall_until:
                 time.sleep(min(0.05, stream.stall_until - now))
+                continue
+            if stream.raw_lines:
+                self._chunk(stream.raw_lines.popleft() + b"\r\n")
                 continue
             if now >= next_post_at:
                 next_post_at = max(next_post_at + self.sim.next_gap(app), now - 1.0)

@@ -1,0 +1,287 @@
+"""tweepy's real code over real HTTP against the simulator: rules, stream, faults."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import requests
+import tweepy
+from evilnet.producer.config import Rule
+from evilnet.producer.metrics import RECONNECTS, ProducerMetrics
+from evilnet.producer.reconnect import ReconnectCause, ReconnectPolicy, Wait
+from evilnet.producer.routing import Line, Router
+from evilnet.producer.xapi import (
+    STREAM_PARAMETERS,
+    RuleReconcileError,
+    XApiAuthError,
+    XStream,
+    reconcile_rules,
+    rules_client,
+)
+from producer_helpers import RULES, TOKEN, Simulator
+from pydantic import SecretStr
+
+WANTED = [Rule(**rule) for rule in RULES]
+SOURCE = "environment variable EVILNET_TEST_X_TOKEN"
+TIME_SCALE = 0.02  # 5 s -> 0.1 s, 60 s -> 1.2 s, stall 20 s -> 0.4 s
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for a condition")
+        time.sleep(0.02)
+
+
+def _client(simulator: Simulator, token: str = TOKEN) -> tweepy.StreamingClient:
+    return rules_client(simulator.base_url, SecretStr(token))
+
+
+def _rule_calls(simulator: Simulator) -> list[tuple[str, str | None]]:
+    return [(call["method"], call.get("action")) for call in simulator.state()["rules_calls"]]
+
+
+# --- rules --------------------------------------------------------------------------
+
+def test_first_start_adds_the_rules_and_a_second_start_only_reads(simulator: Simulator) -> None:
+    first = reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+    second = reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+
+    assert len(first.added) == len(WANTED) and not first.deleted
+    assert (second.added, second.deleted, second.kept) == ((), (), len(WANTED))
+    assert _rule_calls(simulator) == [("GET", None), ("POST", "add"), ("GET", None)]
+    registered = simulator.state()["rules"]["app-1"]
+    assert {(rule["value"], rule["tag"]) for rule in registered} == {
+        (rule.value, rule.tag) for rule in WANTED}
+
+
+def test_only_our_stale_rules_are_deleted_and_foreign_rules_stay(simulator: Simulator) -> None:
+    client = _client(simulator)
+    client.add_rules([tweepy.StreamRule("set by hand", tag="someone else's"),
+                      tweepy.StreamRule("no tag at all"),
+                      tweepy.StreamRule("old query", tag="city=Laval;topic=snow"),
+                      tweepy.StreamRule(WANTED[0].value, tag="city=Laval;topic=hockey")])
+
+    changes = reconcile_rules(client, WANTED, token_source=SOURCE)
+
+    assert sorted(rule.value for rule in changes.deleted) == sorted(
+        ["old query", WANTED[0].value])  # a value wanted with another tag is re-added
+    assert changes.foreign == 2
+    registered = {(rule["value"], rule.get("tag")) for rule in simulator.state()["rules"]["app-1"]}
+    assert registered == {("set by hand", "someone else's"), ("no tag at all", None)} | {
+        (rule.value, rule.tag) for rule in WANTED}
+
+
+def test_the_rules_endpoints_answer_like_the_api(simulator: Simulator) -> None:
+    client = _client(simulator)
+    dry = client.add_rules(tweepy.StreamRule("cats", tag="city=Laval;topic=cats"), dry_run=True)
+    assert client.get_rules().data is None
+    assert dry.meta["summary"] == {"created": 0, "not_created": 1, "valid": 1, "invalid": 0}
+
+    added = client.add_rules([tweepy.StreamRule("cats", tag="city=Laval;topic=cats"),
+                              tweepy.StreamRule("x" * 513)])
+    assert added.meta["summary"] == {"created": 1, "not_created": 1, "valid": 1, "invalid": 1}
+    assert added.errors[0]["title"] == "Invalid Rule"
+    duplicate = client.add_rules(tweepy.StreamRule("cats"))
+    assert duplicate.errors[0]["title"] == "DuplicateRule"
+    assert duplicate.errors[0]["id"] == added.data[0].id
+
+    deleted = client.delete_rules([added.data[0].id, "999"])
+    assert deleted.meta["summary"] == {"deleted": 1, "not_deleted": 1}
+    assert client.get_rules().meta["result_count"] == 0
+    with pytest.raises(tweepy.BadRequest):
+        client._make_request("POST", "/2/tweets/search/stream/rules", json={"nothing": 1})
+
+
+def test_a_refused_rule_stops_reconciliation_with_the_api_reason(simulator: Simulator) -> None:
+    too_long = Rule(value="y" * 600, tag="city=Laval;topic=snow")
+
+    with pytest.raises(RuleReconcileError, match="Invalid Rule"):
+        reconcile_rules(_client(simulator), [too_long], token_source=SOURCE)
+
+
+def test_a_refused_token_is_a_clear_error_that_names_its_source_only(simulator: Simulator) -> None:
+    with pytest.raises(XApiAuthError) as refusal:
+        reconcile_rules(_client(simulator, "wrong-token-77"), WANTED, token_source=SOURCE)
+
+    assert str(refusal.value).startswith(f"the X API refused the bearer token from {SOURCE} "
+                                         "(HTTP 401)")
+    assert "wrong-token-77" not in str(refusal.value)
+
+
+# --- stream -------------------------------------------------------------------------
+
+@contextmanager
+def streaming(simulator: Simulator, *, base_url: str | None = None, token: str = TOKEN,
+              max_line_bytes: int = 256 * 1024) -> Iterator[tuple[XStream, list[Line]]]:
+    lines: list[Line] = []
+    stream = XStream(
+        base_url=base_url or simulator.base_url, token=SecretStr(token), token_source=SOURCE,
+        on_line=lines.append, max_line_bytes=max_line_bytes,
+        policy=ReconnectPolicy(TIME_SCALE), metrics=ProducerMetrics("test"),
+    )
+    thread = stream.filter(threaded=True, **STREAM_PARAMETERS)
+    try:
+        yield stream, lines
+    finally:
+        stream.disconnect()
+        thread.join(10)
+        assert not thread.is_alive(), "the stream did not stop on disconnect()"
+
+
+def _drain(simulator: Simulator, lines: list[Line]) -> list[bytes]:
+    """Stop making posts and wait until everything sent has been read."""
+    simulator.generation(paused=True)
+    sent = simulator.state()["posts_sent"]
+    wait_until(lambda: sum(1 for line in lines if line.data.startswith(b'{"data"')) >= sent)
+    return simulator.sent_payloads()
+
+
+def _posts(lines: list[Line]) -> list[bytes]:
+    return [line.data for line in lines if line.data.startswith(b'{"data"')]
+
+
+def test_every_post_sent_is_read_with_the_fields_the_job_needs(simulator: Simulator) -> None:
+    reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+
+    with streaming(simulator) as (_, lines):
+        wait_until(lambda: len(lines) >= 200)
+        sent = _drain(simulator, lines)
+
+    assert _posts(lines) == sent
+    router = Router(256 * 1024)
+    routed = [router.route(Line(payload, len(payload))) for payload in sent]
+    assert all(outcome.records and outcome.dead_letter is None for outcome in routed)
+    cities = {record.city for outcome in routed for record in outcome.records}
+    assert cities == {"Montréal", "St. John's", "Trois-Rivières"}
+    first = json.loads(sent[0])
+    assert {"created_at", "author_id", "lang"} <= first["data"].keys()
+    assert "users" in first["includes"]
+
+
+def test_without_requested_fields_the_simulator_sends_only_the_defaults(
+        simulator: Simulator) -> None:
+    reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+
+    with requests.get(f"{simulator.base_url}/2/tweets/search/stream", stream=True, timeout=5,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        line = next(line for line in response.iter_lines() if line)
+
+    post = json.loads(line)
+    assert set(post["data"]) == {"id", "text", "edit_history_tweet_ids"}
+    assert "includes" not in post
+    assert post["matching_rules"][0]["tag"] in {rule.tag for rule in WANTED}
+
+
+def test_rules_change_on_the_live_connection(simulator: Simulator) -> None:
+    reconcile_rules(_client(simulator), WANTED[:1], token_source=SOURCE)
+
+    with streaming(simulator) as (_, lines):
+        wait_until(lambda: len(lines) >= 20)
+        reconcile_rules(_client(simulator), WANTED[2:3], token_source=SOURCE)
+        changed_at = len(simulator.sent_payloads())
+        wait_until(lambda: len(lines) >= changed_at + 20)
+        sent = _drain(simulator, lines)
+
+    assert simulator.state()["connections_opened"] == 1
+    tags_after = {rule["tag"] for payload in sent[changed_at + 1:]
+                  for rule in json.loads(payload)["matching_rules"]}
+    assert tags_after == {WANTED[2].tag}
+
+
+def _faulted(simulator: Simulator, *faults: dict, reconnects: int,
+             ) -> tuple[list[Wait], list[bytes], list[bytes], XStream]:
+    """Stream, apply the faults, wait for ``reconnects`` connections more, drain."""
+    reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+    with streaming(simulator) as (stream, lines):
+        wait_until(lambda: len(_posts(lines)) >= 50)
+        for fault in faults:
+            simulator.fault(**fault)
+        wait_until(lambda: stream.connections >= 1 + reconnects)
+        reconnected_at = len(_posts(lines))
+        wait_until(lambda: len(_posts(lines)) >= reconnected_at + 50)
+        sent = _drain(simulator, lines)
+    return stream.policy.history, _posts(lines), sent, stream
+
+
+def test_a_dropped_connection_is_retried_at_once_and_loses_nothing(simulator: Simulator) -> None:
+    waits, received, sent, stream = _faulted(simulator, {"kind": "drop"}, reconnects=1)
+
+    assert waits == [Wait(ReconnectCause.DROPPED, 0.0)]
+    assert received == sent
+    assert stream._metrics.value(RECONNECTS + "_total", cause="dropped") == 1
+
+
+def test_http_errors_back_off_exponentially_then_nothing_is_lost(simulator: Simulator) -> None:
+    waits, received, sent, _ = _faulted(
+        simulator, {"kind": "refuse", "status": 503, "count": 3}, {"kind": "drop"}, reconnects=1)
+
+    assert waits == [Wait(ReconnectCause.DROPPED, 0.0)] + [
+        Wait(ReconnectCause.HTTP_ERROR, seconds) for seconds in (5, 10, 20)]
+    assert received == sent
+
+
+def test_rate_limits_back_off_from_a_minute_then_nothing_is_lost(simulator: Simulator) -> None:
+    waits, received, sent, _ = _faulted(
+        simulator, {"kind": "refuse", "status": 429, "count": 2}, {"kind": "drop"}, reconnects=1)
+
+    assert waits == [Wait(ReconnectCause.DROPPED, 0.0), Wait(ReconnectCause.RATE_LIMITED, 60),
+                     Wait(ReconnectCause.RATE_LIMITED, 120)]
+    assert received == sent
+
+
+def test_a_silent_stream_counts_as_stalled_and_is_reconnected(simulator: Simulator) -> None:
+    waits, received, sent, _ = _faulted(simulator, {"kind": "stall"}, reconnects=1)
+
+    assert waits == [Wait(ReconnectCause.STALL, 0.0)]
+    assert received == sent
+
+
+def test_a_refused_token_on_the_stream_stops_it_without_retrying(simulator: Simulator) -> None:
+    reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+    with streaming(simulator) as (stream, _):
+        wait_until(lambda: stream.connections == 1)
+        simulator.fault(kind="refuse", status=401, count=5)
+        simulator.fault(kind="drop")
+        wait_until(lambda: not stream.running)
+
+    assert isinstance(stream.fatal_error, XApiAuthError)
+    assert "(HTTP 401)" in str(stream.fatal_error) and TOKEN not in str(stream.fatal_error)
+    assert stream.policy.history == [Wait(ReconnectCause.DROPPED, 0.0)]
+    assert simulator.state()["pending_refusals"] == [401] * 4  # one attempt, no retry
+
+
+def test_an_unreachable_api_backs_off_linearly(simulator: Simulator) -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        closed_port = placeholder.getsockname()[1]  # nothing listens there once closed
+
+    with streaming(simulator, base_url=f"http://127.0.0.1:{closed_port}") as (stream, _):
+        wait_until(lambda: len(stream.policy.history) >= 4)
+
+    assert [wait.seconds for wait in stream.policy.history[:4]] == [0, 0.25, 0.5, 0.75]
+    assert {wait.cause for wait in stream.policy.history} == {ReconnectCause.NETWORK}
+
+
+def test_garbage_on_the_stream_is_handed_on_and_the_stream_goes_on(simulator: Simulator) -> None:
+    reconcile_rules(_client(simulator), WANTED, token_source=SOURCE)
+    garbage = [b"\xff\xfe", b'{"dat', b"[]", b"x" * 5000]
+
+    with streaming(simulator, max_line_bytes=2048) as (stream, lines):
+        wait_until(lambda: len(lines) >= 10)
+        simulator.fault(kind="raw", lines_base64=[base64.b64encode(g).decode() for g in garbage])
+        wait_until(lambda: any(line.cut for line in lines))
+        sent = _drain(simulator, lines)
+
+    assert stream.connections == 1
+    odd = [line for line in lines if not line.data.startswith(b'{"data"')]
+    assert [line.data for line in odd] == [b"\xff\xfe", b'{"dat', b"[]", b"x" * 2048]
+    assert odd[-1].size == 5000
+    assert _posts(lines) == sent
