@@ -85,15 +85,19 @@ def topic_size(bootstrap: str, topic: str) -> int:
 
 
 def expected_records(payloads: list[bytes]) -> Counter:
+    """(key, value) of every record the payloads should become, as the Router makes them."""
     router = Router(LIMIT)
     return Counter(
-        (record.city.encode(), record)
+        (record.city.encode(), record.model_dump_json().encode())
         for payload in payloads for record in router.route(Line(payload, len(payload))).records
     )
 
 
 def as_records(read: list[tuple[bytes | None, bytes]]) -> Counter:
-    return Counter((key, PostRecord.model_validate_json(value)) for key, value in read)
+    """(key, value) of records read back, each checked against the record schema."""
+    for key, value in read:
+        assert PostRecord.model_validate_json(value).city.encode() == key
+    return Counter(read)
 
 
 def free_port() -> int:

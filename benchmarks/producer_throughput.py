@@ -1,0 +1,138 @@
+"""The producer's sustained throughput beside Kafka's own ProducerPerformance tool.
+
+Both write to the same brokers, into a fresh topic with the pipeline's settings
+(replication 2, min.insync.replicas 2), with the same acks (all), idempotence,
+compression (gzip), linger and batch size, and the same records: the tool gets
+the producer's own PostRecord values as its payload file, so record size and
+compressibility match. The producer is timed from the first line read to the
+last acknowledgement (``close()`` flushes), reading a synthetic stream file
+through the whole routing path, as ``evilnet replay`` does.
+
+    python benchmarks/producer_throughput.py [--posts 200000] [--bootstrap HOST:PORT,...]
+        [--kafka-lib DIR]
+
+``--kafka-lib`` is the ``lib`` directory of a Kafka installation (it holds the
+kafka-tools jar); by default the one the local stack installed under ``.run/``.
+This is a benchmark, not a test: it prints figures, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from evilnet.producer.generator import synthesize, synthetic_rules
+from evilnet.producer.routing import Line, Router
+from evilnet.producer.service import run_replay
+from evilnet.producer.sink import KafkaSettings, KafkaSink
+from kafka.admin import KafkaAdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parents[1]
+CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto", "Vancouver", "Halifax"]
+TOPICS = ["hockey", "food", "traffic", "weather", "music"]
+SETTINGS = KafkaSettings(bootstrap_servers=(), client_id="evilnet-benchmark")
+# ProducerPerformance's final line: "N records sent, R records/sec (M MB/sec), ..."
+_SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
+
+
+def _default_kafka_lib() -> Path | None:
+    found = sorted(REPO.glob(".run/hosts/*/opt/kafka-*/lib"))
+    return found[0] if found else None
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=200_000)
+    parser.add_argument("--bootstrap", default=os.environ.get(
+        "EVILNET_KAFKA_BOOTSTRAP", "127.0.1.4:9092,127.0.1.5:9092"))
+    parser.add_argument("--kafka-lib", type=Path,
+                        default=os.environ.get("EVILNET_KAFKA_LIB") or _default_kafka_lib())
+    parser.add_argument("--java", default=os.environ.get("JAVA", "java"))
+    return parser.parse_args()
+
+
+def _write_inputs(workdir: Path, posts: int) -> tuple[Path, Path, int, float]:
+    """The stream file, the tool's payload file, the record count and mean record size."""
+    stream_file, payload_file = workdir / "stream.jsonl", workdir / "payloads.txt"
+    router = Router(256 * 1024)
+    records = total_bytes = 0
+    with stream_file.open("wb") as stream, payload_file.open("wb") as payloads:
+        for post in synthesize(synthetic_rules(CITIES, TOPICS), posts=posts, seed=42):
+            line = json.dumps(post, ensure_ascii=False).encode()
+            stream.write(line + b"\n")
+            for record in router.route(Line(line, len(line))).records:
+                value = record.model_dump_json().encode()
+                payloads.write(value + b"\n")
+                records += 1
+                total_bytes += len(value)
+    return stream_file, payload_file, records, total_bytes / records
+
+
+def _measure_producer(stream_file: Path, bootstrap: list[str], topic: str,
+                      ) -> tuple[float, float]:
+    """Posts per second and records per second, first line read to last acknowledgement."""
+    settings = KafkaSettings(bootstrap, SETTINGS.client_id)
+    started = time.perf_counter()
+    summary, _ = run_replay(stream_file, sink_factory=lambda m: KafkaSink(settings, m),
+                            tweets_topic=topic, dead_letter_topic=topic + ".dead-letter")
+    elapsed = time.perf_counter() - started
+    if summary.unacknowledged or summary.dead_letters:
+        sys.exit(f"the producer run was not clean: {summary.to_json()}")
+    return summary.lines_read / elapsed, summary.records / elapsed
+
+
+def _measure_tool(args: argparse.Namespace, payload_file: Path, records: int,
+                  topic: str) -> float:
+    command = [
+        args.java, "-cp", f"{args.kafka_lib}/*", "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", topic, "--num-records", str(records), "--throughput", "-1",
+        "--payload-file", str(payload_file), "--payload-delimiter", "\n",
+        "--producer-props", f"bootstrap.servers={args.bootstrap}", "acks=all",
+        "enable.idempotence=true", "compression.type=gzip",
+        f"linger.ms={SETTINGS.linger_ms}", f"batch.size={SETTINGS.batch_size}",
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    summary = _SUMMARY.findall(output)
+    if not summary:
+        sys.exit(f"could not read ProducerPerformance's summary:\n{output}")
+    return float(summary[-1][1])
+
+
+def main() -> None:
+    args = _arguments()
+    if args.kafka_lib is None or not any(Path(args.kafka_lib).glob("kafka-tools-*.jar")):
+        sys.exit("no kafka-tools jar: give --kafka-lib DIR (a Kafka installation's lib/)")
+    bootstrap = [server.strip() for server in args.bootstrap.split(",")]
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    topics = [f"{prefix}.producer", f"{prefix}.producer.dead-letter", f"{prefix}.tool"]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-benchmark")
+    admin.create_topics([NewTopic(name, 6, 2, topic_configs={"min.insync.replicas": "2"})
+                         for name in topics])
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            stream_file, payload_file, records, mean_size = _write_inputs(Path(workdir),
+                                                                          args.posts)
+            post_rate, producer_rate = _measure_producer(stream_file, bootstrap, topics[0])
+            tool_rate = _measure_tool(args, payload_file, records, topics[2])
+    finally:
+        admin.delete_topics(topics)
+        admin.close()
+    print(f"records: {records} from {args.posts} posts, mean value {mean_size:.0f} bytes; "
+          f"acks=all, idempotent, gzip, linger.ms={SETTINGS.linger_ms}, "
+          f"batch.size={SETTINGS.batch_size}; brokers {args.bootstrap}")
+    print(f"evilnet producer (routing + kafka-python): {producer_rate:10.0f} records/s "
+          f"({post_rate:.0f} posts/s)")
+    print(f"Kafka ProducerPerformance (Java client):   {tool_rate:10.0f} records/s")
+    print(f"ratio producer / ProducerPerformance:      {producer_rate / tool_rate:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
