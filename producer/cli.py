@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -49,6 +50,9 @@ def produce(config_path: Path, log_level: str) -> None:
         sys.exit(EXIT_BAD_CONFIG)
     except (XApiAuthError, RuleReconcileError) as error:
         click.echo(f"evilnet produce: {error}", err=True)
+        sys.exit(1)
+    except KafkaError as error:
+        click.echo(f"evilnet produce: Kafka: {error!r}", err=True)
         sys.exit(1)
     sys.exit(code)
 
@@ -102,8 +106,12 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
             if summary.lines_read % 1000 == 0:
                 bar.update(task, description=f"replaying {file.name}: {summary.lines_read} lines")
 
-        summary, _ = run_replay(file, sink_factory=sink_factory, rate=rate, skip=skip,
-                                progress=progress, **options)
+        try:
+            summary, _ = run_replay(file, sink_factory=sink_factory, rate=rate, skip=skip,
+                                    progress=progress, **options)
+        except KafkaError as error:
+            click.echo(f"evilnet replay: Kafka: {error!r}", err=True)
+            sys.exit(1)
     click.echo(summary.to_json())
     sys.exit(1 if summary.unacknowledged else 0)
 

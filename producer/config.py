@@ -23,7 +23,7 @@ level except the list of rules. Example, with every key::
     kafka_delivery_timeout_ms: 120000
 
 The bearer token itself never appears in the file: it is read from the named
-environment variable or file when the producer starts (and on SIGHUP).
+environment variable or file when the producer starts.
 """
 
 from __future__ import annotations
