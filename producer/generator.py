@@ -198,10 +198,10 @@ class PostGenerator:
 
     def _make_users(self, city: str) -> list[_User]:
         # Ids derive from the city name, so a user keeps its id whatever the rules are.
-        base = 1_000_000_000 + int(_stable_unit(city) * 8_000_000) * 100
+        first_id = 10**12 + int(_stable_unit(city) * 10**9) * 1000
         slug = "".join(letter for letter in city.lower() if letter.isascii() and letter.isalnum())
         return [
-            _User(str(base * 1000 + rank), f"{_HANDLE_STEMS[rank % 8]}_{slug[:8]}{rank}",
+            _User(str(first_id + rank), f"{_HANDLE_STEMS[rank % 8]}_{slug[:8]}{rank}",
                   f"{city} person {rank}")
             for rank in range(self._users_per_city)
         ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +92,6 @@ class Routed:
     records: tuple[PostRecord, ...] = ()
     dead_letter: DeadLetter | None = None
     notice: Any = None  # the ``errors`` of a system message
-    post_id: str | None = None
 
 
 class _Reject(Exception):
@@ -108,7 +107,7 @@ class Router:
 
     max_payload_bytes: int
     source: str = ""
-    _clock: Any = field(default=lambda: datetime.now(UTC), repr=False)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
 
     def route(self, line: Line) -> Routed:
         try:
@@ -144,7 +143,7 @@ class Router:
             payload_encoding=encoding,
             truncated=line.cut,
             source=self.source,
-            received_at=self._clock(),
+            received_at=self.clock(),
         )
 
 
@@ -178,7 +177,7 @@ def _records_of(message: Any) -> Routed:
         problem = error.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in problem["loc"])
         raise _Reject(DeadLetterReason.INVALID_FIELD, f"{where}: {problem['msg']}") from None
-    return Routed(records=records, post_id=post_id)
+    return Routed(records=records)
 
 
 def _required_text(post: dict[str, Any], name: str) -> str:

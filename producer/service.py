@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import tweepy
 from prometheus_client import start_http_server
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
@@ -113,8 +114,8 @@ def run_stream(config_path: Path) -> int:
     return 1 if failed else 0
 
 
-def _reload(path: Path, current: ProducerConfig, rules_api, metrics: ProducerMetrics
-            ) -> ProducerConfig:
+def _reload(path: Path, current: ProducerConfig, rules_api: tweepy.StreamingClient,
+            metrics: ProducerMetrics) -> ProducerConfig:
     """SIGHUP: apply the new rules on the live connection; other changes need a restart."""
     try:
         fresh = load_config(path)
@@ -143,6 +144,7 @@ class ReplaySummary:
     notices: int = 0
     unacknowledged: int = 0
     interrupted: bool = False
+    seconds: float = 0.0  # from the first line read to the last acknowledgement
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -206,6 +208,7 @@ def run_replay(
     pipeline = Pipeline(Router(max_payload_bytes, source="replay"), sink, metrics,
                         tweets_topic, dead_letter_topic)
     signals = _Signals(reload=False)
+    started = time.monotonic()
     try:
         with path.open("rb") as file:
             summary = replay(file_lines(file, max_payload_bytes, skip), pipeline, rate=rate,
@@ -213,6 +216,7 @@ def run_replay(
     finally:
         unacknowledged = sink.close(FLUSH_TIMEOUT_SECONDS)
     summary.unacknowledged = unacknowledged
+    summary.seconds = round(time.monotonic() - started, 3)
     log.info("replay finished", extra=asdict(summary))
     return summary, metrics
 

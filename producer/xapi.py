@@ -242,8 +242,8 @@ class XStream(tweepy.StreamingClient):
                     if not self.running:
                         return None
                 return ReconnectCause.DROPPED
-        except (requests.ConnectionError, requests.Timeout,
-                urllib3.exceptions.HTTPError, OSError) as error:
+        # requests' errors are OSErrors; urllib3's can escape a streamed read unwrapped.
+        except (OSError, urllib3.exceptions.HTTPError) as error:
             if not self.running:
                 return None
             log.warning("stream connection failed", extra={"error": str(error)})
