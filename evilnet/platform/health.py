@@ -26,13 +26,27 @@ class Health:
 Check = Callable[[], Health]
 
 
+# Errors of a service that is down or still starting: refused, reset, timed out,
+# "no broker available", "no host available". Anything else is a bug and raised.
+_NOT_READY_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+
+
+def _not_ready_errors() -> tuple[type[BaseException], ...]:
+    from cassandra import DriverException
+    from cassandra.cluster import NoHostAvailable
+    from kafka.errors import KafkaError
+
+    return (*_NOT_READY_ERRORS, KafkaError, NoHostAvailable, DriverException)
+
+
 def wait_until_healthy(check: Check, timeout: float, interval: float = 2.0) -> Health:
     """Run ``check`` until it is ok or ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
+    not_ready = _not_ready_errors()
     while True:
         try:
             health = check()
-        except Exception as error:  # a service still starting refuses, resets, times out
+        except not_ready as error:
             health = Health(False, f"{type(error).__name__}: {error}")
         if health.ok or time.monotonic() >= deadline:
             return health
@@ -118,16 +132,16 @@ def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
                              client_id="evilnet-health")
     try:
-        registered = {broker["node_id"] for broker in admin.describe_cluster()["brokers"]}
+        registered = {broker["broker_id"] for broker in admin.describe_cluster()["brokers"]}
         if expected_brokers is not None and not expected_brokers <= registered:
             missing = sorted(expected_brokers - registered)
             return Health(False, f"brokers {sorted(registered)} registered, missing {missing}")
         names = admin.list_topics() if topics is None else topics
         under = [
-            f"{topic['topic']}/{partition['partition']}"
+            f"{topic['name']}/{partition['partition_index']}"
             for topic in (admin.describe_topics(names) if names else [])
             for partition in topic["partitions"]
-            if len(partition["isr"]) < len(partition["replicas"])
+            if len(partition["isr_nodes"]) < len(partition["replica_nodes"])
         ]
     finally:
         admin.close()
@@ -141,11 +155,12 @@ def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
 
 def cassandra_node(host: str, port: int = 9042) -> Health:
     """The native port answers ``SELECT release_version FROM system.local``."""
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import WhiteListRoundRobinPolicy
 
+    only_this_node = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]))
     cluster = Cluster([host], port=port, connect_timeout=5, protocol_version=5,
-                      load_balancing_policy=WhiteListRoundRobinPolicy([host]))
+                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this_node})
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local").one()

@@ -64,6 +64,10 @@ class Inventory:
     def address(self, host: str) -> str:
         return self.hostvars.get(host, {}).get("ansible_host", host)
 
+    def kafka_bootstrap(self) -> str:
+        return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
+                        for h in self.groups["kafka"])
+
     def health_checks(self) -> Iterator[tuple[str, str, Callable[[], checks.Health]]]:
         zookeeper = [(self.address(h), int(self.var(h, "zookeeper_client_port", "zookeeper")))
                      for h in self.groups["zookeeper"]]
@@ -75,8 +79,7 @@ class Inventory:
 
         brokers = self.groups["kafka"]
         if brokers:
-            bootstrap = ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
-                                 for h in brokers)
+            bootstrap = self.kafka_bootstrap()
             ids = {int(self.var(h, "kafka_broker_id", "kafka")) for h in brokers}
             yield "kafka", bootstrap, partial(checks.kafka_cluster, bootstrap, ids)
 

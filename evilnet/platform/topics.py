@@ -69,10 +69,10 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
 
 def _converge(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
     changes = []
-    described = {topic["topic"]: topic for topic in admin.describe_topics([s.name for s in specs])}
+    described = {topic["name"]: topic for topic in admin.describe_topics([s.name for s in specs])}
     for spec in specs:
         partitions = described[spec.name]["partitions"]
-        replication = len(partitions[0]["replicas"])
+        replication = len(partitions[0]["replica_nodes"])
         if replication != spec.replication_factor:
             raise TopicError(
                 f"{spec.name} has replication factor {replication}, wanted "
@@ -86,11 +86,9 @@ def _converge(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
             changes.append(f"{spec.name}: partitions {len(partitions)} -> {spec.partitions}")
 
     resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
-    current = {}
-    for response in admin.describe_configs(resources):
-        for resource in response.resources:
-            # (error_code, error_message, type, name, configs)
-            current[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    described_configs = admin.describe_configs(resources).get("topic", {})
+    current = {name: {key: entry["value"] for key, entry in configs.items()}
+               for name, configs in described_configs.items()}
     for spec in specs:
         drift = {key: value for key, value in spec.configs.items()
                  if current.get(spec.name, {}).get(key) != value}

@@ -1,0 +1,51 @@
+# EvilNet: the two commands are `make up` (the whole pipeline on this machine)
+# and `make test` (the whole suite, against the real services).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+INVENTORY   ?= inventories/local
+PLAYBOOK    := $(BIN)/ansible-playbook -i $(INVENTORY)
+JAVA17_HOME := /usr/lib/jvm/java-17-openjdk-amd64
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help prerequisites venv stage up down status test lint
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+prerequisites:  ## Java 17 and Maven through apt, when missing (Debian 12)
+	@if [ ! -x $(JAVA17_HOME)/bin/java ] || ! command -v mvn >/dev/null; then \
+	  echo "Installing Java 17 and Maven through apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven; \
+	fi
+
+$(BIN)/evilnet: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[dev]'
+	@touch $@
+
+venv: $(BIN)/evilnet  ## The controller's virtual environment (.venv) with the evilnet tool
+
+stage: prerequisites venv  ## Resolve, verify and cache the pinned artifacts
+	$(BIN)/evilnet stage
+
+up: stage  ## Bring the whole pipeline up on this machine and show its health
+	$(PLAYBOOK) ansible/site.yml
+	$(BIN)/evilnet status --inventory $(INVENTORY)
+
+down: venv  ## Stop every service (data stays)
+	$(PLAYBOOK) ansible/playbooks/down.yml
+
+status: venv  ## Health of every service
+	$(BIN)/evilnet status --inventory $(INVENTORY)
+
+lint: venv  ## ruff and ansible-lint (production profile)
+	$(BIN)/ruff check .
+	cd ansible && ../$(BIN)/ansible-lint --profile production
+
+test: up  ## The whole test suite, against the stack `make up` brought up
+	$(BIN)/pytest

@@ -1,0 +1,76 @@
+"""site.yml on a running stack: idempotence and rolling restarts."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from ansible_run import REPO_ROOT, run_playbook
+from evilnet.platform.inventory import Inventory
+
+LOCAL = REPO_ROOT / "inventories" / "local"
+
+
+def test_second_run_of_site_yml_changes_nothing(stack: Inventory) -> None:
+    run = run_playbook("ansible/site.yml", LOCAL)
+    assert run.returncode == 0, run.output[-4000:]
+    recap = run.recap()
+    assert set(recap) >= {h for group in stack.groups.values() for h in group if group}
+    changed = {host: counts["changed"] for host, counts in recap.items() if counts["changed"]}
+    assert changed == {}, _changed_tasks(run.output)
+
+
+def _changed_tasks(output: str) -> str:
+    lines = output.splitlines()
+    return "\n".join(lines[i - 1] + " / " + line for i, line in enumerate(lines)
+                     if line.startswith("changed:"))
+
+
+def _broker_process(host: str) -> tuple[int, int]:
+    """(pid, start time in clock ticks since boot) of a local broker's JVM."""
+    root = REPO_ROOT / ".run" / "hosts" / host
+    pid = int(subprocess.run(
+        [str(root / "venv" / "bin" / "supervisorctl"), "-c",
+         str(root / "supervisor" / "supervisord.conf"), "pid", "kafka"],
+        capture_output=True, text=True, check=True).stdout.strip())
+    # Field 22 of /proc/<pid>/stat, counted after the parenthesised command name.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return pid, int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
+        stack: Inventory, tmp_path: Path) -> None:
+    brokers = stack.groups["kafka"]
+    before = {host: _broker_process(host) for host in brokers}
+    # The change, made the way an operator makes it: in the inventory (here an
+    # added inventory source layered over the local one).
+    override = tmp_path / "override.yml"
+    override.write_text(
+        "all:\n  children:\n    kafka:\n      vars:\n"
+        f"        kafka_properties: {{num.recovery.threads.per.data.dir: {int(time.time()) % 7 + 2}}}\n")
+    try:
+        run = run_playbook("ansible/playbooks/kafka.yml", LOCAL, override)
+        assert run.returncode == 0, run.output[-4000:]
+        after = {host: _broker_process(host) for host in brokers}
+        assert all(after[h][0] != before[h][0] for h in brokers), "every broker restarted"
+
+        # In the order Ansible ran them: restart broker 1, its health check passed,
+        # and only then was broker 2 restarted and checked.
+        sequence = []
+        for task, status, host in run.events():
+            if "kafka restarted under" in task and status == "changed":
+                sequence.append((host, "restart"))
+            elif task.startswith("kafka : Check Kafka broker") and status == "ok":
+                sequence.append((host, "healthy"))
+        restarts = [host for host, what in sequence if what == "restart"]
+        assert restarts == brokers, sequence
+        for first, second in zip(brokers, brokers[1:], strict=False):
+            healthy_first = sequence.index((first, "healthy"), sequence.index((first, "restart")))
+            assert healthy_first < sequence.index((second, "restart")), sequence
+        # The second broker's JVM started after the first one was back.
+        assert after[brokers[0]][1] < after[brokers[1]][1]
+    finally:
+        # Back to the inventory as committed (another rolling restart).
+        restore = run_playbook("ansible/playbooks/kafka.yml", LOCAL)
+        assert restore.returncode == 0, restore.output[-4000:]
