@@ -45,7 +45,7 @@ status: venv  ## Health of every service
 
 lint: venv  ## ruff and ansible-lint (production profile)
 	$(BIN)/ruff check .
-	cd ansible && ../$(BIN)/ansible-lint --profile production
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint ansible/
 
 test: up  ## The whole test suite, against the stack `make up` brought up
 	$(BIN)/pytest

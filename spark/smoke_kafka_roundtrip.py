@@ -23,6 +23,7 @@ only if every check passed. Nothing here needs the pipeline's own topics.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -73,13 +74,12 @@ def ensure_topics(args: argparse.Namespace) -> list[str]:
         wanted = list(dict.fromkeys([args.input_topic, args.output_topic]))
         missing = [name for name in wanted if name not in set(admin.list_topics())]
         if missing:
-            try:
+            # Another run may have created one meanwhile.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([
                     NewTopic(name, args.partitions, args.replication_factor,
                              topic_configs={"retention.ms": str(3_600_000)})
                     for name in missing])
-            except TopicAlreadyExistsError:  # another run created it meanwhile
-                pass
         return [f"created {name} ({args.partitions} partitions, replication "
                 f"{args.replication_factor})" for name in missing]
     finally:

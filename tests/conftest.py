@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from evilnet.platform.inventory import Inventory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import time
 from pathlib import Path
 
+import yaml
 from ansible_run import REPO_ROOT, run_playbook
+
 from evilnet.platform.inventory import Inventory
 
 LOCAL = REPO_ROOT / "inventories" / "local"
@@ -46,9 +49,9 @@ def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
     # The change, made the way an operator makes it: in the inventory (here an
     # added inventory source layered over the local one).
     override = tmp_path / "override.yml"
-    override.write_text(
-        "all:\n  children:\n    kafka:\n      vars:\n"
-        f"        kafka_properties: {{num.recovery.threads.per.data.dir: {int(time.time()) % 7 + 2}}}\n")
+    threads = int(time.time()) % 7 + 2  # differs from the committed default (1)
+    override.write_text(yaml.safe_dump({"all": {"children": {"kafka": {"vars": {
+        "kafka_properties": {"num.recovery.threads.per.data.dir": threads}}}}}}))
     try:
         run = run_playbook("ansible/playbooks/kafka.yml", LOCAL, override)
         assert run.returncode == 0, run.output[-4000:]
@@ -59,13 +62,13 @@ def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
         # and only then was broker 2 restarted and checked.
         sequence = []
         for task, status, host in run.events():
-            if "kafka restarted under" in task and status == "changed":
+            if task.endswith("Supervisord: kafka restarted") and status == "changed":
                 sequence.append((host, "restart"))
             elif task.startswith("kafka : Check Kafka broker") and status == "ok":
                 sequence.append((host, "healthy"))
         restarts = [host for host, what in sequence if what == "restart"]
         assert restarts == brokers, sequence
-        for first, second in zip(brokers, brokers[1:], strict=False):
+        for first, second in itertools.pairwise(brokers):
             healthy_first = sequence.index((first, "healthy"), sequence.index((first, "restart")))
             assert healthy_first < sequence.index((second, "restart")), sequence
         # The second broker's JVM started after the first one was back.

@@ -61,7 +61,7 @@ def test_bad_inventory_stops_site_yml_before_any_host_is_touched(
     assert "PLAY [ZooKeeper]" not in run.output
 
 
-def test_even_ensemble_passes_preflight_with_explicit_override_and_a_warning(tmp_path: Path) -> None:
+def test_even_ensemble_passes_preflight_when_allowed_with_a_warning(tmp_path: Path) -> None:
     def even_but_allowed(groups: dict, group_vars: dict) -> None:
         _even_ensemble(groups, group_vars)
         group_vars["zookeeper_allow_even_ensemble"] = True

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from cassandra.cluster import Cluster
+from kafka.admin import KafkaAdminClient
+
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.platform import health
 from evilnet.platform.inventory import Inventory
-from kafka.admin import KafkaAdminClient
 
 
 def test_zookeeper_has_three_nodes_and_one_leader(stack: Inventory) -> None:
@@ -19,7 +20,8 @@ def test_zookeeper_has_three_nodes_and_one_leader(stack: Inventory) -> None:
 def test_two_kafka_brokers_are_registered(stack: Inventory) -> None:
     admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap())
     try:
-        brokers = {b["broker_id"]: (b["host"], b["port"]) for b in admin.describe_cluster()["brokers"]}
+        brokers = {broker["broker_id"]: (broker["host"], broker["port"])
+                   for broker in admin.describe_cluster()["brokers"]}
     finally:
         admin.close()
     expected = {int(stack.var(h, "kafka_broker_id", "kafka")): (stack.address(h), 9092)
@@ -35,7 +37,8 @@ def test_tweets_topic_is_replicated_on_both_brokers_and_in_sync(stack: Inventory
     finally:
         admin.close()
     tweets = topics[TWEETS_TOPIC]["partitions"]
-    assert len(tweets) == int(stack.var(stack.groups["kafka"][0], "kafka_tweets_partitions", "kafka"))
+    first_broker = stack.groups["kafka"][0]
+    assert len(tweets) == int(stack.var(first_broker, "kafka_tweets_partitions", "kafka"))
     for partition in tweets:
         assert len(partition["replica_nodes"]) == 2
         assert sorted(partition["isr_nodes"]) == sorted(partition["replica_nodes"])
