@@ -13,7 +13,9 @@ from producer_helpers import DEFAULT_KAFKA_BOOTSTRAP, RULES, TOKEN, Simulator, r
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    simulator = XApiSimulator([TOKEN], rate=300, keep_alive_seconds=0.1, seed=7)
+    # Keep-alives far more often than the shortest stall timeout a test sets (0.4 s), so
+    # that a busy machine never makes a quiet stream look stalled.
+    simulator = XApiSimulator([TOKEN], rate=300, keep_alive_seconds=0.05, seed=7)
     simulator.serve("127.0.0.1", 0)
     yield Simulator(simulator)
     simulator.shutdown()
@@ -36,7 +38,7 @@ def producer_config(tmp_path: Path, simulator: Simulator, token_env: str) -> dic
         "bearer_token_env": token_env,
         "x_api_base_url": simulator.base_url,
         "metrics_port": 0,
-        "reconnect_time_scale": 0.01,
+        "reconnect_time_scale": 0.05,  # stall timeout 1 s
     }
 
 

@@ -164,8 +164,10 @@ def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, produc
 
     # A second start changes no rule: one read, no add, no delete.
     calls_before = len(simulator.state()["rules_calls"])
+    connections_before = simulator.state()["connections_opened"]
     again = start("produce", "--config", str(config))
-    wait_until(lambda: simulator.state()["connections_opened"] == 2, what="the second start")
+    wait_until(lambda: simulator.state()["connections_opened"] > connections_before,
+               what="the second start")
     code, _, logs = stop(again)
     assert code == 0, logs[-2000:]
     calls = simulator.state()["rules_calls"][calls_before:]
