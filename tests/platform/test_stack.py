@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+from ansible_run import REPO_ROOT
 from cassandra.cluster import Cluster
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
@@ -62,3 +68,36 @@ def test_spark_master_lists_every_worker_alive(stack: Inventory) -> None:
     alive = sorted(w["host"] for w in status["workers"] if w["state"] == "ALIVE")
     assert status["status"] == "ALIVE"
     assert alive == sorted(stack.address(w) for w in stack.groups["spark_workers"])
+
+
+def test_a_spark_job_runs_on_the_worker_and_round_trips_kafka(stack: Inventory) -> None:
+    """Submitted to the master, executed on the worker, through the staged connector."""
+    master = stack.address(stack.groups["spark_master"][0])
+    workers = sorted(stack.address(w) for w in stack.groups["spark_workers"])
+    master_root = REPO_ROOT / ".run" / "hosts" / stack.groups["spark_master"][0]
+    spark_home = next((master_root / "venv" / "lib").glob("python3*/site-packages/pyspark"))
+    records = 200
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "spark" / "submit.py"), "--spark-home", str(spark_home),
+         "--conf-dir", str(master_root / "etc" / "spark"), "--master", f"spark://{master}:7077",
+         "--bootstrap-servers", stack.kafka_bootstrap(), "--input-topic", "evilnet.smoke.in",
+         "--output-topic", "evilnet.smoke.out", "--",
+         "--mode", "stream", "--records", str(records),
+         *[arg for worker in workers for arg in ("--expect-worker", worker)]],
+        capture_output=True, text=True, timeout=600, check=False)
+    verdict = json.loads(result.stdout.strip().splitlines()[-1].removeprefix("SMOKE_RESULT "))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    executor_hosts = {e.rsplit(":", 1)[0] for e in verdict["placement"]["executors"]}
+    assert executor_hosts <= set(workers) and executor_hosts
+    assert {t["local_ip"] for t in verdict["placement"]["task_locations"]} <= set(workers)
+
+    # What the job wrote, read back independently of Spark.
+    consumer = KafkaConsumer("evilnet.smoke.out", bootstrap_servers=stack.kafka_bootstrap(),
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    try:
+        sequence = sorted(json.loads(m.value)["seq"] for m in consumer
+                          if m.key and m.key.decode() == verdict["run_id"])
+    finally:
+        consumer.close()
+    assert sequence == list(range(records))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from ansible_run import REPO_ROOT, run_playbook
+
 from evilnet.platform.inventory import Inventory
 
 EXPECTED_UNITS = {"zookeeper": ["zookeeper"], "kafka": ["kafka"], "cassandra": ["cassandra"],
