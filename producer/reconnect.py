@@ -79,7 +79,7 @@ class ReconnectPolicy:
         return STALL_TIMEOUT_SECONDS * self.time_scale
 
     def connected(self) -> None:
-        """A connection succeeded: the next failure starts the backoff afresh."""
+        """A connection delivered data: the next failure starts the backoff afresh."""
         with self._lock:
             self._reset()
 

@@ -232,11 +232,16 @@ class XStream(tweepy.StreamingClient):
                 connected = True
                 self._response = response
                 self.connections += 1
-                self.policy.connected()
                 self._metrics.stream_connected.set(1)
                 log.info("stream connected", extra={"connection": self.connections})
+                delivered = False
                 for line in split_lines(response.iter_content(self.chunk_size),
                                         self._max_line_bytes):
+                    if not delivered:
+                        # Only a stream that delivers resets the backoff: a server that
+                        # accepts and hangs up at once must not be redialled in a tight loop.
+                        self.policy.connected()
+                        delivered = True
                     if line.size:
                         self._on_line(line)
                     if not self.running:

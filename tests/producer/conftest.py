@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from evilnet.producer.simulator import XApiSimulator
 from producer_helpers import DEFAULT_KAFKA_BOOTSTRAP, RULES, TOKEN, Simulator, reachable
+
+from evilnet.producer.simulator import XApiSimulator
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 import yaml
+
 from evilnet.producer.simulator import XApiSimulator
 
 TOKEN = "sim-token-5f1c0e"  # a test app's token; tests check it never leaks

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from evilnet.producer.config import ConfigError, load_config
 from producer_helpers import RULES, TOKEN, write_config
+
+from evilnet.producer.config import ConfigError, load_config
 
 VALID = {
     "shard": "qc-01",

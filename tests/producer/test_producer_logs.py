@@ -8,11 +8,12 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from producer_helpers import RULES, TOKEN, Simulator
+from pydantic import SecretStr
+
 from evilnet.producer import logs
 from evilnet.producer.config import Rule
 from evilnet.producer.xapi import reconcile_rules, rules_client
-from producer_helpers import RULES, TOKEN, Simulator
-from pydantic import SecretStr
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from evilnet.producer.reconnect import ReconnectCause, ReconnectPolicy
 
 DROPPED, NETWORK, STALL = ReconnectCause.DROPPED, ReconnectCause.NETWORK, ReconnectCause.STALL

@@ -8,9 +8,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from evilnet.producer.metrics import DEAD_LETTERS, POSTS_RECEIVED, ProducerMetrics
-from evilnet.producer.routing import Line, Router, split_lines
-from evilnet.producer.sink import Pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from producer_helpers import CollectingSink
@@ -22,6 +19,9 @@ from evilnet.contracts import (
     DeadLetterReason,
     PostRecord,
 )
+from evilnet.producer.metrics import DEAD_LETTERS, POSTS_RECEIVED, ProducerMetrics
+from evilnet.producer.routing import Line, Router, split_lines
+from evilnet.producer.sink import Pipeline
 
 LIMIT = 64 * 1024
 

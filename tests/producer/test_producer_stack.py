@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from evilnet.producer.generator import synthesize, synthetic_rules
-from evilnet.producer.metrics import RECONNECTS
-from evilnet.producer.routing import Line, Router
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from producer_helpers import TOKEN, Simulator, write_config
 
 from evilnet.contracts import DeadLetter, DeadLetterReason, PostRecord
+from evilnet.producer.generator import synthesize, synthetic_rules
+from evilnet.producer.metrics import RECONNECTS
+from evilnet.producer.routing import Line, Router
 
 pytestmark = pytest.mark.stack
 

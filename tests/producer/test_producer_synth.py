@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from click.testing import CliRunner
+from producer_helpers import CollectingSink
+
+from evilnet.cli import main
+from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.producer.generator import PostGenerator, synthesize, synthetic_rules
 from evilnet.producer.metrics import ProducerMetrics
 from evilnet.producer.routing import Line, Router
 from evilnet.producer.service import file_lines, replay
 from evilnet.producer.sink import Pipeline
-from producer_helpers import CollectingSink
-
-from evilnet.cli import main
-from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 
 CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto"]
 TOPICS = ["hockey", "food", "traffic"]

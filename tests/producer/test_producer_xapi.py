@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +14,9 @@ from contextlib import contextmanager
 import pytest
 import requests
 import tweepy
+from producer_helpers import RULES, TOKEN, Simulator
+from pydantic import SecretStr
+
 from evilnet.producer.config import Rule
 from evilnet.producer.metrics import RECONNECTS, ProducerMetrics
 from evilnet.producer.reconnect import ReconnectCause, ReconnectPolicy, Wait
@@ -24,8 +29,6 @@ from evilnet.producer.xapi import (
     reconcile_rules,
     rules_client,
 )
-from producer_helpers import RULES, TOKEN, Simulator
-from pydantic import SecretStr
 
 WANTED = [Rule(**rule) for rule in RULES]
 SOURCE = "environment variable EVILNET_TEST_X_TOKEN"
@@ -119,7 +122,7 @@ def test_a_refused_token_is_a_clear_error_that_names_its_source_only(simulator: 
 # --- stream -------------------------------------------------------------------------
 
 @contextmanager
-def streaming(simulator: Simulator, *, base_url: str | None = None, token: str = TOKEN,
+def streaming(simulator: Simulator | None, *, base_url: str | None = None, token: str = TOKEN,
               max_line_bytes: int = 256 * 1024) -> Iterator[tuple[XStream, list[Line]]]:
     lines: list[Line] = []
     stream = XStream(
@@ -285,3 +288,29 @@ def test_garbage_on_the_stream_is_handed_on_and_the_stream_goes_on(simulator: Si
     assert [line.data for line in odd] == [b"\xff\xfe", b'{"dat', b"[]", b"x" * 2048]
     assert odd[-1].size == 5000
     assert _posts(lines) == sent
+
+
+def test_a_server_that_accepts_and_hangs_up_at_once_is_not_redialled_in_a_loop() -> None:
+    class HangUp(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"0\r\n\r\n")  # an empty stream, ended cleanly
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HangUp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with streaming(None, base_url=f"http://127.0.0.1:{server.server_address[1]}") as (
+                stream, _):
+            wait_until(lambda: len(stream.policy.history) >= 4)
+    finally:
+        server.shutdown()
+
+    assert [wait.seconds for wait in stream.policy.history[:4]] == [0, 0.25, 0.5, 0.75]
+    assert {wait.cause for wait in stream.policy.history} == {ReconnectCause.DROPPED}
