@@ -29,11 +29,12 @@ import time
 import uuid
 from pathlib import Path
 
+from kafka.admin import KafkaAdminClient, NewTopic
+
 from evilnet.producer.generator import synthesize, synthetic_rules
 from evilnet.producer.routing import Line, Router
 from evilnet.producer.service import run_replay
 from evilnet.producer.sink import KafkaSettings, KafkaSink
-from kafka.admin import KafkaAdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parents[1]
 CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto", "Vancouver", "Halifax"]

@@ -15,12 +15,12 @@ from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from .config import ConfigError, load_config, read_secret_file
-from .generator import SYNTH_START, synthesize, synthetic_rules
-from .logs import configure as configure_logs
-from .service import ReplaySummary, kafka_sink, run_replay, run_stream
-from .sink import KafkaSettings, KafkaSink
-from .xapi import RuleReconcileError, XApiAuthError
+from evilnet.producer.config import ConfigError, load_config, read_secret_file
+from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
+from evilnet.producer.logs import configure as configure_logs
+from evilnet.producer.service import ReplaySummary, kafka_sink, run_replay, run_stream
+from evilnet.producer.sink import KafkaSettings, KafkaSink
+from evilnet.producer.xapi import RuleReconcileError, XApiAuthError
 
 console = Console(stderr=True)
 EXIT_BAD_CONFIG = 2
@@ -136,7 +136,7 @@ def simulate_x_api(host: str, port: int, token_envs: tuple[str, ...],
                    token_files: tuple[Path, ...], rate: float, keep_alive: float, seed: int,
                    max_posts: int | None, log_level: str) -> None:
     """Serve a local X API v2 filtered stream (rules, stream, /_sim/ fault injection)."""
-    from .simulator import XApiSimulator
+    from evilnet.producer.simulator import XApiSimulator
 
     configure_logs(log_level)
     try:

@@ -26,14 +26,13 @@ import tweepy
 from prometheus_client import start_http_server
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
-
-from .config import ConfigError, ProducerConfig, load_config
-from .logs import redact
-from .metrics import ProducerMetrics
-from .reconnect import ReconnectPolicy
-from .routing import Line, Router, split_lines
-from .sink import KafkaSettings, KafkaSink, Pipeline, RecordSink
-from .xapi import STREAM_PARAMETERS, XStream, reconcile_rules, rules_client
+from evilnet.producer.config import ConfigError, ProducerConfig, load_config
+from evilnet.producer.logs import redact
+from evilnet.producer.metrics import ProducerMetrics
+from evilnet.producer.reconnect import ReconnectPolicy
+from evilnet.producer.routing import Line, Router, split_lines
+from evilnet.producer.sink import KafkaSettings, KafkaSink, Pipeline, RecordSink
+from evilnet.producer.xapi import STREAM_PARAMETERS, XStream, reconcile_rules, rules_client
 
 log = logging.getLogger(__name__)
 

@@ -53,8 +53,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from evilnet.contracts import RuleTag, TagError
-
-from .generator import MatchableRule, PostGenerator, snowflake, x_timestamp
+from evilnet.producer.generator import MatchableRule, PostGenerator, snowflake, x_timestamp
 
 log = logging.getLogger(__name__)
 

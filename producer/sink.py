@@ -18,8 +18,8 @@ from typing import Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from .metrics import ProducerMetrics
-from .routing import Line, Routed, Router
+from evilnet.producer.metrics import ProducerMetrics
+from evilnet.producer.routing import Line, Routed, Router
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,10 @@ import urllib3
 from pydantic import SecretStr
 
 from evilnet.contracts import RuleTag, TagError
-
-from .config import Rule
-from .metrics import ProducerMetrics
-from .reconnect import ReconnectCause, ReconnectPolicy
-from .routing import Line, split_lines
+from evilnet.producer.config import Rule
+from evilnet.producer.metrics import ProducerMetrics
+from evilnet.producer.reconnect import ReconnectCause, ReconnectPolicy
+from evilnet.producer.routing import Line, split_lines
 
 log = logging.getLogger(__name__)
 
