@@ -1,13 +1,14 @@
-"""Fixtures of the producer tests: the X API simulator on a real socket, configs, Kafka."""
+"""Fixtures of the producer tests: the X API simulator on a real socket, and configs.
+
+Kafka comes from the suite's `kafka_bootstrap` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from producer_helpers import DEFAULT_KAFKA_BOOTSTRAP, RULES, TOKEN, Simulator, reachable
+from producer_helpers import RULES, TOKEN, Simulator
 
 from evilnet.producer.simulator import XApiSimulator
 
@@ -34,20 +35,10 @@ def producer_config(tmp_path: Path, simulator: Simulator, token_env: str) -> dic
     return {
         "shard": "test-01",
         "rules": RULES,
-        "kafka_bootstrap_servers": os.environ.get("EVILNET_KAFKA_BOOTSTRAP",
-                                                  DEFAULT_KAFKA_BOOTSTRAP),
+        # Stack tests replace it with the kafka_bootstrap fixture's; others never connect.
+        "kafka_bootstrap_servers": "127.0.0.1:9",
         "bearer_token_env": token_env,
         "x_api_base_url": simulator.base_url,
         "metrics_port": 0,
         "reconnect_time_scale": 0.05,  # stall timeout 1 s
     }
-
-
-# Until tests/conftest.py (the platform's, which brings the stack up) provides this
-# fixture, the stack tests use whatever Kafka EVILNET_KAFKA_BOOTSTRAP names.
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    bootstrap = os.environ.get("EVILNET_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
-    if not reachable(bootstrap):
-        pytest.skip(f"Kafka at {bootstrap} is not reachable (run `make up`)")
-    return bootstrap

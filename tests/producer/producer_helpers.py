@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import yaml
 from evilnet.producer.simulator import XApiSimulator
 
 TOKEN = "sim-token-5f1c0e"  # a test app's token; tests check it never leaks
-DEFAULT_KAFKA_BOOTSTRAP = "127.0.1.4:9092,127.0.1.5:9092"
 
 RULES = [
     {"value": "(hockey OR #habs) Montréal", "tag": "city=Montréal;topic=hockey"},
@@ -62,13 +60,3 @@ class Simulator:
 def write_config(path: Path, **keys: object) -> Path:
     path.write_text(yaml.safe_dump(keys, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def reachable(bootstrap: str) -> bool:
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-        except OSError:
-            return False
-    return True
