@@ -32,7 +32,14 @@ from evilnet.producer.metrics import ProducerMetrics
 from evilnet.producer.reconnect import ReconnectPolicy
 from evilnet.producer.routing import Line, Router, split_lines
 from evilnet.producer.sink import KafkaSettings, KafkaSink, Pipeline, RecordSink
-from evilnet.producer.xapi import STREAM_PARAMETERS, XStream, reconcile_rules, rules_client
+from evilnet.producer.xapi import (
+    STREAM_PARAMETERS,
+    RuleReconcileError,
+    XApiAuthError,
+    XStream,
+    reconcile_rules,
+    rules_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +135,13 @@ def _reload(path: Path, current: ProducerConfig, rules_api: tweepy.StreamingClie
     if needs_restart:
         log.warning("SIGHUP: only rules change live; restart to apply the other keys",
                     extra={"keys": needs_restart})
-    reconcile_rules(rules_api, fresh.rules, token_source=current.bearer_token_source,
-                    metrics=metrics)
+    try:
+        reconcile_rules(rules_api, fresh.rules, token_source=current.bearer_token_source,
+                        metrics=metrics)
+    except (RuleReconcileError, XApiAuthError) as error:
+        # The stream goes on with the rules the API has; the next SIGHUP tries again.
+        log.error("SIGHUP: rules not applied", extra={"error": str(error)})
+        return current
     return current.model_copy(update={"rules": fresh.rules})
 
 

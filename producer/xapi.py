@@ -59,7 +59,7 @@ class XApiAuthError(RuntimeError):
 
 
 class RuleReconcileError(RuntimeError):
-    """The X API refused a rule change."""
+    """The rules could not be reconciled: the API refused a change or was unreachable."""
 
 
 class BaseUrlSession(requests.Session):
@@ -135,6 +135,8 @@ def reconcile_rules(
         raise _auth_error(error.response.status_code, token_source) from None
     except tweepy.HTTPException as error:
         raise RuleReconcileError(f"the X API refused a rules call: {error}") from None
+    except requests.RequestException as error:
+        raise RuleReconcileError(f"the X API could not be reached: {error}") from None
     if metrics is not None:
         metrics.rule_changes.labels("add").inc(len(missing))
         metrics.rule_changes.labels("delete").inc(len(stale))

@@ -137,16 +137,32 @@ def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, produc
     producer = start("produce", "--config", str(config), "--log-level", "DEBUG")
     wait_until(lambda: simulator.state()["posts_sent"] >= 300, what="300 posts")
 
+    def rewrite(rules: list[dict]) -> None:
+        write_config(config, **{**producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
+                                "tweets_topic": topics[0], "dead_letter_topic": topics[1],
+                                "metrics_host": "127.0.0.1", "metrics_port": metrics_port,
+                                "rules": rules})
+
     # SIGHUP: the rules change on the live connection.
-    write_config(config, **{**producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
-                            "tweets_topic": topics[0], "dead_letter_topic": topics[1],
-                            "metrics_host": "127.0.0.1", "metrics_port": metrics_port,
-                            "rules": producer_config["rules"][1:]})
+    kept_rules = producer_config["rules"][1:]
+    rewrite(kept_rules)
     producer.send_signal(signal.SIGHUP)
     removed_tag = producer_config["rules"][0]["tag"]
     wait_until(lambda: removed_tag not in {
         rule["tag"] for rule in simulator.state()["rules"]["app-1"]}, what="the SIGHUP")
     assert simulator.state()["connections_opened"] == 1
+
+    # A SIGHUP whose rule the API refuses is logged; the producer streams on.
+    calls = len(simulator.state()["rules_calls"])
+    rewrite([*kept_rules, {"value": "z" * 600, "tag": "city=Laval;topic=z"}])
+    producer.send_signal(signal.SIGHUP)
+    wait_until(lambda: any(call.get("action") == "add"
+                           for call in simulator.state()["rules_calls"][calls:]),
+               what="the refused SIGHUP")
+    time.sleep(0.5)
+    assert producer.poll() is None
+    assert simulator.state()["connections_opened"] == 1
+    rewrite(kept_rules)
 
     simulator.generation(paused=True)
     sent = simulator.sent_payloads()

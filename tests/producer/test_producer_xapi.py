@@ -110,6 +110,18 @@ def test_a_refused_rule_stops_reconciliation_with_the_api_reason(simulator: Simu
         reconcile_rules(_client(simulator), [too_long], token_source=SOURCE)
 
 
+def test_an_unreachable_api_is_a_reconcile_error() -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        closed_port = placeholder.getsockname()[1]
+
+    client = rules_client(f"http://127.0.0.1:{closed_port}", SecretStr(TOKEN))
+    with pytest.raises(RuleReconcileError, match="could not be reached") as failure:
+        reconcile_rules(client, WANTED, token_source=SOURCE)
+
+    assert TOKEN not in str(failure.value)
+
+
 def test_a_refused_token_is_a_clear_error_that_names_its_source_only(simulator: Simulator) -> None:
     with pytest.raises(XApiAuthError) as refusal:
         reconcile_rules(_client(simulator, "wrong-token-77"), WANTED, token_source=SOURCE)
