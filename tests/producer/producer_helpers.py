@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,3 +63,19 @@ class Simulator:
 def write_config(path: Path, **keys: object) -> Path:
     path.write_text(yaml.safe_dump(keys, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0,
+               what: str = "a condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -11,7 +11,6 @@ import json
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 import requests
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
-from producer_helpers import TOKEN, Simulator, write_config
+from producer_helpers import TOKEN, Simulator, free_port, wait_until, write_config
 
 from evilnet.contracts import DeadLetter, DeadLetterReason, PostRecord
 from evilnet.producer.generator import synthesize, synthetic_rules
@@ -97,20 +96,6 @@ def as_records(read: list[tuple[bytes | None, bytes]]) -> Counter:
     for key, value in read:
         assert PostRecord.model_validate_json(value).city.encode() == key
     return Counter(read)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "a condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start(*args: str, **popen) -> subprocess.Popen:

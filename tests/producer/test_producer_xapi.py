@@ -5,16 +5,14 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import requests
 import tweepy
-from producer_helpers import RULES, TOKEN, Simulator
+from producer_helpers import RULES, TOKEN, Simulator, free_port, wait_until
 from pydantic import SecretStr
 
 from evilnet.producer.config import Rule
@@ -33,14 +31,6 @@ from evilnet.producer.xapi import (
 WANTED = [Rule(**rule) for rule in RULES]
 SOURCE = "environment variable EVILNET_TEST_X_TOKEN"
 TIME_SCALE = 0.02  # 5 s -> 0.1 s, 60 s -> 1.2 s, stall 20 s -> 0.4 s
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for a condition")
-        time.sleep(0.02)
 
 
 def _client(simulator: Simulator, token: str = TOKEN) -> tweepy.StreamingClient:
@@ -111,9 +101,7 @@ def test_a_refused_rule_stops_reconciliation_with_the_api_reason(simulator: Simu
 
 
 def test_an_unreachable_api_is_a_reconcile_error() -> None:
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        closed_port = placeholder.getsockname()[1]
+    closed_port = free_port()
 
     client = rules_client(f"http://127.0.0.1:{closed_port}", SecretStr(TOKEN))
     with pytest.raises(RuleReconcileError, match="could not be reached") as failure:
@@ -274,9 +262,7 @@ def test_a_refused_token_on_the_stream_stops_it_without_retrying(simulator: Simu
 
 
 def test_an_unreachable_api_backs_off_linearly(simulator: Simulator) -> None:
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        closed_port = placeholder.getsockname()[1]  # nothing listens there once closed
+    closed_port = free_port()
 
     with streaming(simulator, base_url=f"http://127.0.0.1:{closed_port}") as (stream, _):
         wait_until(lambda: len(stream.policy.history) >= 4)
