@@ -28,5 +28,10 @@ def _register() -> None:
     main.add_command(simulate_x_api)
     main.add_command(synth)
 
+    from evilnet.plan_cli import plan, producer_health, render
+
+    for command in (plan, render, producer_health):
+        main.add_command(command)
+
 
 _register()

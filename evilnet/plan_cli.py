@@ -1,0 +1,193 @@
+"""``evilnet plan``, ``evilnet render`` and ``evilnet producer-health``: the Jenkins stages.
+
+| stage    | command |
+|----------|---------|
+| validate | ``evilnet plan --check --cities C --topics T --inventory I`` |
+| plan     | ``evilnet plan --cities C --topics T --inventory I --out build/plan --no-render`` |
+| render   | ``evilnet render build/plan`` |
+| diff     | ``evilnet plan --diff --cities C --topics T --inventory I --out build/plan`` |
+| roll out | ``ansible-playbook -i I ansible/playbooks/producers.yml -e producer_plan_dir=…`` |
+| verify   | ``evilnet producer-health --plan build/plan --wait 120`` |
+
+Exit status 2: the input or the inventory cannot be planned (nothing was written).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+from prometheus_client.parser import text_string_to_metric_families
+
+from evilnet.cities import PlanInputError, split_list
+from evilnet.planner import (
+    PlanError,
+    Settings,
+    describe_diff,
+    diff_plans,
+    make_plan,
+    read_plan,
+    render_plan,
+    write_plan,
+)
+from evilnet.producer.metrics import POSTS_RECEIVED, STREAM_CONNECTED
+
+EXIT_BAD_INPUT = 2
+DEPLOYED_FILE = "producers/deployed.json"  # under each producer host's evilnet_root
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"evilnet plan: {error}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.command()
+@click.option("--cities", multiple=True, required=True,
+              help="Cities, comma-separated or one per line (repeatable).")
+@click.option("--topics", multiple=True, required=True,
+              help="Topics (keywords or phrases), comma-separated or one per line.")
+@click.option("--inventory", required=True,
+              type=click.Path(exists=True, path_type=Path), help="inventories/<env>")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write plan.json (and the rendered shards) here.")
+@click.option("--check", is_flag=True, help="Validate and plan, write nothing.")
+@click.option("--no-render", is_flag=True, help="Write plan.json only (see `evilnet render`).")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Compare with what the producer hosts run (diff.json beside plan.json).")
+@click.option("--deployed", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --diff: compare with this deployed.json instead of asking the hosts.")
+def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, out: Path | None,
+         check: bool, no_render: bool, show_diff: bool, deployed: Path | None) -> None:
+    """Plan CITIES x TOPICS into X API rules, shards and producer hosts."""
+    try:
+        settings = Settings.from_inventory(inventory)
+        the_plan = make_plan(split_list(cities), split_list(topics), settings)
+    except (PlanInputError, PlanError) as error:
+        _fail(error)
+    document = the_plan.to_json()
+    summary = (f"{len(the_plan.cities)} cities x {len(the_plan.topics)} topics = "
+               f"{sum(len(s['rules']) for s in document['shards'])} rules in "
+               f"{len(document['shards'])} shard(s) ({settings.access_level}: "
+               f"{settings.limits.rules_per_app} rules per app, "
+               f"{settings.limits.rule_max_length} characters per rule)")
+    click.echo(summary)
+    for shard in document["shards"]:
+        click.echo(f"  {shard['name']} on {shard['host']}: {', '.join(shard['cities'])}")
+    if check:
+        return
+    if out is not None:
+        write_plan(the_plan, out)
+        if not no_render:
+            try:
+                render_plan(out)
+            except PlanError as error:
+                _fail(error)
+        click.echo(f"wrote {out}")
+    if show_diff:
+        try:
+            current = (json.loads(deployed.read_text(encoding="utf-8"))["shards"] if deployed
+                       else deployed_shards(inventory))
+        except PlanError as error:
+            _fail(error)
+        changes = diff_plans(current, document["shards"])
+        click.echo(describe_diff(changes))
+        if out is not None:
+            (out / "diff.json").write_text(json.dumps(changes, ensure_ascii=False, indent=2)
+                                           + "\n", encoding="utf-8")
+
+
+def deployed_shards(inventory: Path) -> list[dict[str, Any]]:
+    """The shards every producer host says it runs (producers/deployed.json on each)."""
+    ansible = Path(sys.executable).with_name("ansible")
+    result = subprocess.run(
+        [str(ansible), "producers", "-i", str(inventory), "-o", "-m", "ansible.builtin.slurp",
+         "-a", "src={{ evilnet_root }}/" + DEPLOYED_FILE],
+        capture_output=True, text=True, check=False)
+    shards: list[dict[str, Any]] = []
+    for line in result.stdout.splitlines():
+        host, _, rest = line.partition(" | ")
+        status, _, payload = rest.partition(" => ")
+        if not payload:
+            continue
+        answer = json.loads(payload)
+        if status.startswith("SUCCESS"):
+            import base64
+
+            shards += json.loads(base64.b64decode(answer["content"]))["shards"]
+        elif "not found" in answer.get("msg", "") or "not exist" in answer.get("msg", ""):
+            continue  # nothing deployed on this host yet
+        else:
+            raise PlanError(f"cannot read what {host} runs: {answer.get('msg', status)}")
+    if result.returncode not in (0, 2) or (result.returncode and not result.stdout):
+        raise PlanError(f"ansible producers: {result.stderr.strip()[-2000:]}")
+    return shards
+
+
+@click.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def render(out: Path) -> None:
+    """Render OUT/plan.json with templates/ into OUT/shards/<shard>/ (config + compose)."""
+    try:
+        written = render_plan(out)
+    except PlanError as error:
+        _fail(error)
+    for path in written:
+        click.echo(str(path))
+
+
+def shard_health(address: str, port: int, min_posts: int) -> tuple[bool, str]:
+    url = f"http://{address}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as error:
+        return False, f"{url}: {error}"
+    connected, posts = 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == STREAM_CONNECTED:
+                connected = sample.value
+            elif sample.name == POSTS_RECEIVED + "_total":
+                posts += sample.value
+    if connected != 1:
+        return False, f"{url}: stream not connected"
+    if posts < min_posts:
+        return False, f"{url}: {posts:.0f} posts received, waiting for {min_posts}"
+    return True, f"{url}: stream connected, {posts:.0f} posts received"
+
+
+@click.command("producer-health")
+@click.option("--plan", "plan_dir", required=True,
+              type=click.Path(exists=True, path_type=Path), help="The plan directory or file.")
+@click.option("--host", default=None, help="Only the shards of this inventory host.")
+@click.option("--shard", "only_shards", multiple=True, help="Only these shards (repeatable).")
+@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for health.")
+@click.option("--min-posts", default=0, show_default=True,
+              help="Also wait until each shard received this many posts.")
+def producer_health(plan_dir: Path, host: str | None, only_shards: tuple[str, ...],
+                    wait: float, min_posts: int) -> None:
+    """Every planned shard's metrics endpoint answers and its stream is connected."""
+    try:
+        document = read_plan(plan_dir)
+    except PlanError as error:
+        _fail(error)
+    shards = [s for s in document["shards"] if (host is None or s["host"] == host)
+              and (not only_shards or s["name"] in only_shards)]
+    deadline = time.monotonic() + wait
+    while True:
+        results = {s["name"]: shard_health(s["address"], s["metrics_port"], min_posts)
+                   for s in shards}
+        if all(ok for ok, _ in results.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for name, (ok, detail) in results.items():
+        click.echo(f"{name}: {'ok' if ok else 'UNHEALTHY'}: {detail}")
+    if not all(ok for ok, _ in results.values()):
+        sys.exit(1)
