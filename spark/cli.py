@@ -1,0 +1,229 @@
+"""``evilnet schema apply``, ``evilnet query windows|top`` and ``evilnet check``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evilnet.contracts import TWEETS_TOPIC
+from evilnet.schema import KEYSPACE, METRICS, WINDOW_COLUMNS, SchemaError, apply_schema
+
+console = Console(stderr=True)
+
+_hosts = click.option("--hosts", envvar="EVILNET_CASSANDRA_HOSTS", default="127.0.0.1",
+                      show_default=True, help="Cassandra contact points, comma-separated "
+                                              "[env: EVILNET_CASSANDRA_HOSTS].")
+_port = click.option("--port", default=9042, show_default=True, type=click.IntRange(1, 65535))
+_keyspace = click.option("--keyspace", default=KEYSPACE, show_default=True)
+
+
+def _moment(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class _Moment(click.ParamType):
+    name = "ISO-8601"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            return _moment(value)
+        except ValueError:
+            self.fail(f"not an ISO 8601 time: {value!r}", param, ctx)
+
+
+@contextmanager
+def _store(hosts: str, port: int, keyspace: str):
+    from evilnet.spark.store import CassandraStore, connect
+
+    cluster, session = connect([h.strip() for h in hosts.split(",") if h.strip()], port)
+    try:
+        yield CassandraStore(session, keyspace)
+    finally:
+        cluster.shutdown()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- schema -------------------------------------------------------------------------
+
+@click.group()
+def schema() -> None:
+    """The Cassandra schema (versioned migrations in evilnet/cql/)."""
+
+
+@schema.command("apply")
+@_hosts
+@_port
+@_keyspace
+@click.option("--datacenter", default="dc1", show_default=True,
+              help="Data center of the keyspace's NetworkTopologyStrategy (new keyspace only).")
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(1),
+              help="Replicas in that data center (new keyspace only).")
+def schema_apply(hosts: str, port: int, keyspace: str, datacenter: str,
+                 replication_factor: int) -> None:
+    """Create the keyspace and apply the migrations not applied yet (idempotent).
+
+    Prints one JSON line: the versions applied now, and all versions applied.
+    """
+    from evilnet.schema import migrations
+
+    with _store(hosts, port, keyspace) as store:
+        try:
+            applied = apply_schema(store.session, keyspace, datacenter=datacenter,
+                                   replication_factor=replication_factor)
+        except SchemaError as error:
+            click.echo(f"evilnet schema apply: {error}", err=True)
+            sys.exit(1)
+    click.echo(json.dumps({"keyspace": keyspace,
+                           "applied": [m.version for m in applied],
+                           "versions": [m.version for m in migrations()],
+                           "changed": bool(applied)}))
+
+
+# --- query --------------------------------------------------------------------------
+
+@click.group()
+def query() -> None:
+    """Read the job's results (the same CQL the dashboards run)."""
+
+
+@query.command("windows")
+@click.option("--from", "start", required=True, type=_Moment(),
+              help="Windows starting at or after this time.")
+@click.option("--to", "end", required=True, type=_Moment(), help="...and before this time.")
+@click.option("--city", "cities", multiple=True, help="A city (repeatable) [default: every city].")
+@click.option("--by", type=click.Choice(["city", "city,topic"]), default="city", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@_hosts
+@_port
+@_keyspace
+def query_windows(start: datetime, end: datetime, cities: tuple[str, ...], by: str, fmt: str,
+                  hosts: str, port: int, keyspace: str) -> None:
+    """One row per city (and topic) and window starting in [--from, --to)."""
+    if end <= start:
+        raise click.BadParameter("--to must be after --from", param_hint="--to")
+    with _store(hosts, port, keyspace) as store:
+        chosen = list(cities) or store.cities()
+        rows = store.read_windows(chosen, start, end, by_topic=by == "city,topic")
+    records = [{"city": r.city, "topic": r.topic or "", "window_start": _iso(r.window_start),
+                "window_end": _iso(r.window_end), "tweets": r.tweets, "retweets": r.retweets,
+                "unique_users": r.unique_users} for r in rows]
+    _print(records, list(WINDOW_COLUMNS), fmt, title=f"windows by {by}")
+
+
+@query.command("top")
+@click.option("--metric", required=True, type=click.Choice(list(METRICS)))
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--at", type=_Moment(), default=None,
+              help="The hour ending at this minute [default: the latest with data, from now].")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@_hosts
+@_port
+@_keyspace
+def query_top(metric: str, limit: int, at: datetime | None, fmt: str, hosts: str, port: int,
+              keyspace: str) -> None:
+    """The top cities by METRIC over the last 60 minutes, in order.
+
+    Reads the leaderboard of the hour ending at the minute of --at; without --at,
+    of the current minute, or of the latest of the 5 before it that has entries
+    (the job writes a minute's leaderboard on its next trigger).
+    """
+    now = (at or datetime.now(UTC)).replace(second=0, microsecond=0)
+    candidates = [now] if at else [now - timedelta(minutes=n) for n in range(6)]
+    with _store(hosts, port, keyspace) as store:
+        for window_end in candidates:
+            leaders = store.top_cities(metric, window_end, limit)
+            if leaders:
+                break
+    records = [{"rank": rank, "city": city, metric: value, "window_end": _iso(window_end)}
+               for rank, (city, value) in enumerate(leaders, start=1)]
+    _print(records, ["rank", "city", metric, "window_end"], fmt,
+           title=f"top cities by {metric}, hour ending {_iso(window_end)}")
+
+
+def _print(records: list[dict], columns: list[str], fmt: str, title: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(records, ensure_ascii=False))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, justify="right" if column in METRICS else "left")
+        for record in records:
+            table.add_row(*(str(record[c]) for c in columns))
+        Console().print(table)
+
+
+# --- check --------------------------------------------------------------------------
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bootstrap-servers", envvar="EVILNET_KAFKA_BOOTSTRAP", required=True,
+              help="host:port,... of Kafka [env: EVILNET_KAFKA_BOOTSTRAP].")
+@click.option("--topic", default=TWEETS_TOPIC, show_default=True, help="The job's topic.")
+@click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
+@click.option("--shift-to", default="now", show_default=True,
+              help="Move the posts in time so the first is at this ISO time, 'now', or 'none'.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Replay at this many lines per second [default: as fast as possible].")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to wait for the job to catch up.")
+@_hosts
+@_port
+@_keyspace
+def check(file: Path, bootstrap_servers: str, topic: str, job: str, shift_to: str,
+          rate: float | None, timeout: float, hosts: str, port: int, keyspace: str) -> None:
+    """Replay FILE through the running pipeline and compare the job's tables with a reference.
+
+    Exit status 0 if every window row (per city, per city and topic, per city and
+    hour) equals the plain-Python reference, 1 if not (the differing rows are
+    printed), 2 if the check could not finish (no job, timeout).
+    """
+    from evilnet.spark.check import CheckError, run_check
+
+    target = {"now": datetime.now(UTC), "none": None}.get(shift_to.lower())
+    if shift_to.lower() not in ("now", "none"):
+        target = _moment(shift_to)
+    servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total} records"), TimeElapsedColumn())
+    with _store(hosts, port, keyspace) as store, Progress(*columns, console=console,
+                                                          transient=True) as bar:
+        task = bar.add_task(f"job {job} consuming {file.name}", total=None)
+        try:
+            result = run_check(file, store=store, bootstrap_servers=servers, topic=topic,
+                               job=job, shift_to=target, timeout=timeout, rate=rate,
+                               on_progress=lambda done, total: bar.update(
+                                   task, completed=done, total=total))
+        except CheckError as error:
+            click.echo(f"evilnet check: {error}", err=True)
+            sys.exit(2)
+    differences = result.comparison.differences()
+    summary = {"posts": len(result.posts), "records": result.records,
+               "shift_seconds": result.shift.total_seconds(),
+               "caught_up_seconds": round(result.caught_up_seconds, 1),
+               "rows": {view: len(frame) for view, frame in result.comparison.expected.items()},
+               "equal": not differences}
+    for view, account in differences.items():
+        click.echo(f"--- {view}: the job's rows differ from the reference\n{account}", err=True)
+    click.echo(json.dumps(summary, ensure_ascii=False))
+    sys.exit(1 if differences else 0)
