@@ -38,6 +38,11 @@ SCHEMA_VERSIONS = "schema_versions"
 METRICS = ("tweets", "retweets", "unique_users")
 # The columns of a window row as `evilnet query windows` and `evilnet check` show them.
 WINDOW_COLUMNS = ("city", "topic", "window_start", "window_end", *METRICS)
+# The job's two streaming queries (the `query` of JOB_PROGRESS): 5-minute windows
+# per city and per city and topic, and hourly windows per city with the leaderboard.
+WINDOWS_QUERY = "windows"
+HOURS_QUERY = "hours"
+JOB_QUERIES = (WINDOWS_QUERY, HOURS_QUERY)
 # The single partition of CITIES.
 CITIES_BUCKET = 0
 
@@ -105,6 +110,12 @@ class Statements:
         return (f"INSERT INTO {self._t(JOB_PROGRESS)} (job, query, batch_id, end_offsets,"
                 " input_rows, bad_records, late_rows, watermark, config, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+    @property
+    def touch_progress(self) -> str:
+        """An idle trigger (no new records): the job is alive, its offsets unchanged."""
+        return (f"UPDATE {self._t(JOB_PROGRESS)} SET updated_at = ?, config = ?"
+                " WHERE job = ? AND query = ?")
 
     # --- read by the job, the CLI and the dashboards -----------------------------
 

@@ -29,10 +29,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from evilnet.producer.service import run_replay
 from evilnet.producer.sink import KafkaSettings, KafkaSink
+from evilnet.schema import JOB_QUERIES
 from evilnet.spark import reference
 from evilnet.spark.store import CassandraStore
-
-QUERIES = ("windows", "hours")
 
 
 class CheckError(RuntimeError):
@@ -75,7 +74,7 @@ def consumed(store: CassandraStore, job: str, target: dict[int, int]) -> dict[st
     """Per query: records of ``target`` not yet consumed by the job (0 = caught up)."""
     progress = store.progress(job)
     left = {}
-    for query in QUERIES:
+    for query in JOB_QUERIES:
         offsets = dict(progress[query].end_offsets or {}) if query in progress else {}
         left[query] = sum(max(0, end - offsets.get(p, 0)) for p, end in target.items())
     return left

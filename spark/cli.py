@@ -15,7 +15,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from evilnet.contracts import TWEETS_TOPIC
-from evilnet.schema import KEYSPACE, METRICS, WINDOW_COLUMNS, SchemaError, apply_schema
+from evilnet.schema import (
+    JOB_QUERIES,
+    KEYSPACE,
+    METRICS,
+    WINDOW_COLUMNS,
+    SchemaError,
+    apply_schema,
+)
 
 console = Console(stderr=True)
 
@@ -155,6 +162,44 @@ def query_top(metric: str, limit: int, at: datetime | None, fmt: str, hosts: str
                for rank, (city, value) in enumerate(leaders, start=1)]
     _print(records, ["rank", "city", metric, "window_end"], fmt,
            title=f"top cities by {metric}, hour ending {_iso(window_end)}")
+
+
+@query.command("progress")
+@click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
+@click.option("--newer-than", type=_Moment(), default=None,
+              help="Only count progress recorded after this time (e.g. a restart).")
+@click.option("--wait", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to wait for progress of every query of the job.")
+@_hosts
+@_port
+@_keyspace
+def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: str, port: int,
+                   keyspace: str) -> None:
+    """The job's last micro-batch per query (exit 1 if a query has none [newer than ...]).
+
+    The stream_job role's health check: after a (re)start, both queries record
+    progress once their first trigger ran, with or without new records.
+    """
+    import time
+
+    deadline = time.monotonic() + wait
+    with _store(hosts, port, keyspace) as store:
+        while True:
+            rows = store.progress(job)
+            fresh = {q: r for q, r in rows.items() if q in JOB_QUERIES and (
+                newer_than is None or (r.updated_at and _moment(r.updated_at.isoformat())
+                                       > newer_than))}
+            if len(fresh) == len(JOB_QUERIES) or time.monotonic() >= deadline:
+                break
+            time.sleep(1)
+    records = [{"query": q, "batch_id": r.batch_id, "input_rows": r.input_rows,
+                "bad_records": r.bad_records, "late_rows": r.late_rows,
+                "watermark": _iso(r.watermark.replace(tzinfo=UTC)) if r.watermark else "",
+                "updated_at": _iso(r.updated_at.replace(tzinfo=UTC)) if r.updated_at else "",
+                "offsets": sum((r.end_offsets or {}).values())} for q, r in sorted(rows.items())]
+    healthy = len(fresh) == len(JOB_QUERIES)
+    click.echo(json.dumps({"job": job, "queries": records, "healthy": healthy}))
+    sys.exit(0 if healthy else 1)
 
 
 def _print(records: list[dict], columns: list[str], fmt: str, title: str) -> None:

@@ -42,13 +42,11 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
-from evilnet.schema import KEYSPACE
+from evilnet.schema import HOURS_QUERY, KEYSPACE, WINDOWS_QUERY
 from evilnet.spark.store import CassandraStore, WindowRow, connect
 
 log = logging.getLogger("evilnet.stream-job")
 
-WINDOWS_QUERY = "windows"
-HOURS_QUERY = "hours"
 PARSING_METRICS = "parsing"
 
 
@@ -211,7 +209,8 @@ def window_rows(batch: DataFrame) -> list[WindowRow]:
 class ProgressListener(StreamingQueryListener):
     """Logs every finished micro-batch and records it in job_progress (offsets, bad, late)."""
 
-    def __init__(self, store: CassandraStore, config: JobConfig) -> None:
+    def __init__(self, spark: SparkSession, store: CassandraStore, config: JobConfig) -> None:
+        self.spark = spark
         self.store = store
         self.config = config
         self.config_json = json.dumps(asdict(config), sort_keys=True)
@@ -240,7 +239,10 @@ class ProgressListener(StreamingQueryListener):
             "duration_ms": progress.durationMs.get("triggerExecution")}))
 
     def onQueryIdle(self, event) -> None:
-        pass
+        name = {str(q.id): q.name for q in self.spark.streams.active}.get(str(event.id))
+        if name:
+            self.store.touch_progress(self.config.job_name, name, self.config_json,
+                                      datetime.now(UTC))
 
     def onQueryTerminated(self, event) -> None:
         log.warning(json.dumps({"event": "query terminated", "id": str(event.id),
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                                config.cassandra_datacenter or None)
     store = CassandraStore(session, config.keyspace, ttl_seconds=config.ttl_seconds,
                            top_ttl_seconds=config.top_ttl_seconds)
-    spark.streams.addListener(ProgressListener(store, config))
+    spark.streams.addListener(ProgressListener(spark, store, config))
     log.info(json.dumps({"event": "starting", "config": asdict(config)}))
 
     posts = read_posts(spark, config)

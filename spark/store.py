@@ -131,6 +131,9 @@ class CassandraStore:
             job, query, batch_id, end_offsets, input_rows, bad_records, late_rows, watermark,
             config, updated_at))
 
+    def touch_progress(self, job: str, query: str, config: str, updated_at: datetime) -> None:
+        self.session.execute(self._statement("touch_progress"), (updated_at, config, job, query))
+
     # --- reads (the job, the CLI, the checker) --------------------------------------
 
     def read_hours_of(self, rows: Sequence[WindowRow]) -> list[WindowRow]:
