@@ -261,6 +261,7 @@ def start(frame: DataFrame, name: str, write, config: JobConfig):
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     config = parse_config(argv)
     spark = (SparkSession.builder.appName(f"evilnet-{config.job_name}")
              .config("spark.sql.shuffle.partitions", config.shuffle_partitions)
