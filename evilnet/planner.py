@@ -385,9 +385,8 @@ def read_plan(out: Path) -> dict[str, Any]:
 
 
 def shard_digest(shard: dict[str, Any]) -> dict[str, Any]:
-    """What the hosts record of a deployed shard (and what --diff compares)."""
-    return {"name": shard["name"], "host": shard["host"], "cities": shard["cities"],
-            "rules": shard["rules"], "metrics_port": shard["metrics_port"]}
+    """What a host records of a deployed shard (deployed.json), and what --diff compares."""
+    return dict(shard)
 
 
 def diff_plans(deployed: list[dict[str, Any]], planned: list[dict[str, Any]]) -> dict[str, Any]:
