@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from evilnet.schema import CITIES_BUCKET, KEYSPACE, METRICS, Statements, day_of
 
@@ -50,9 +50,11 @@ def days(start: datetime, end: datetime) -> list[date]:
 
 def connect(hosts: Sequence[str], port: int = 9042, local_datacenter: str | None = None,
             connect_timeout: float = 10) -> tuple[Cluster, Session]:
-    policy = DCAwareRoundRobinPolicy(local_dc=local_datacenter) if local_datacenter else None
+    # Without a local data center, the driver takes the first contact point's.
+    policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_datacenter or None))
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=30)
     cluster = Cluster(list(hosts), port=port, protocol_version=5, connect_timeout=connect_timeout,
-                      **({"load_balancing_policy": policy} if policy else {}))
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     return cluster, cluster.connect()
 
 

@@ -1,0 +1,98 @@
+"""Helpers of the analytics tests: the test instance of the stream job, and fixtures' data."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SPARK_HOST = REPO_ROOT / ".run" / "hosts" / "spark-master"
+JOB_NAME = "stream-job-test"
+KEYSPACE = "evilnet_test"
+
+CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto", "Vancouver", "Québec"]
+TOPICS = ["hockey", "food", "traffic"]
+
+
+def evilnet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "evilnet"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd="/", check=False)
+
+
+def deploy_job(variables: dict) -> subprocess.CompletedProcess:
+    """Run ansible/playbooks/stream-job.yml with these role variables."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+           "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local",
+                           "ansible/playbooks/stream-job.yml", "-e", json.dumps(variables)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env,
+                          check=False)
+
+
+def supervisorctl(host: str, *args: str) -> str:
+    root = REPO_ROOT / ".run" / "hosts" / host
+    result = subprocess.run([str(root / "venv" / "bin" / "supervisorctl"), "-c",
+                             str(root / "supervisor" / "supervisord.conf"), *args],
+                            capture_output=True, text=True, timeout=120, check=False)
+    return result.stdout
+
+
+def service_pid(host: str, service: str) -> int | None:
+    out = supervisorctl(host, "pid", service).strip()
+    return int(out) if out.isdigit() and int(out) > 0 else None
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str,
+               interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def acceptance_lines(start: datetime, *, posts: int = 900, seed: int = 11,
+                     rate: float = 1.5) -> list[str]:
+    """Synthetic stream lines (retweets, two topics, two cities, accents, apostrophes), plus
+    duplicate deliveries and events out of order by up to a minute, as a stream has them."""
+    from evilnet.producer.generator import synthesize, synthetic_rules
+
+    rules = synthetic_rules(CITIES, TOPICS)
+    lines = [json.dumps(post, ensure_ascii=False)
+             for post in synthesize(rules, posts=posts, seed=seed, start=start, mean_rate=rate)]
+    rng = random.Random(seed)
+    # Out of order: each post moves back by up to 40 s of stream time (posts arrive
+    # ~1.5/s), so a post may arrive up to a minute after later ones.
+    keyed = [(index + rng.uniform(0, 40 * rate), line) for index, line in enumerate(lines)]
+    lines = [line for _, line in sorted(keyed, key=lambda pair: pair[0])]
+    # Duplicates: every 25th line delivered again a few lines later.
+    out = []
+    for index, line in enumerate(lines):
+        out.append(line)
+        if index % 25 == 0 and index + 5 < len(lines):
+            out.insert(len(out) - rng.randint(0, 3), line)
+    return out
+
+
+def created_at(line: str) -> datetime:
+    return datetime.fromisoformat(json.loads(line)["data"]["created_at"])
+
+
+def max_disorder(lines: list[str]) -> timedelta:
+    """How far behind the latest post seen so far a post arrives, at most."""
+    latest, worst = None, timedelta(0)
+    for line in lines:
+        moment = created_at(line)
+        latest = moment if latest is None else max(latest, moment)
+        worst = max(worst, latest - moment)
+    return worst

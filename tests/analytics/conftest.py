@@ -1,0 +1,90 @@
+"""Fixtures of the analytics tests: a test instance of the stream job on the real stack.
+
+The instance (`stream-job-test`) is deployed by the stream_job role with a short
+trigger, its own topic (new for each session), keyspace (`evilnet_test`, schema
+applied afresh by `evilnet schema apply`) and checkpoint; the windows are the
+production ones (5 minutes sliding by 1, and the hour). Each scenario gets its own
+slice of event time (`timeline`), hours apart, so scenarios never share a window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from analytics_helpers import JOB_NAME, KEYSPACE, SPARK_HOST, deploy_job, evilnet, supervisorctl
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from evilnet.spark.store import CassandraStore, connect
+
+
+@pytest.fixture(scope="session")
+def cassandra_host(stack) -> str:
+    return stack.address(stack.groups["cassandra"][0])
+
+
+@pytest.fixture(scope="session")
+def keyspace(cassandra_host: str) -> str:
+    cluster, session = connect([cassandra_host])
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+    finally:
+        cluster.shutdown()
+    result = evilnet("schema", "apply", "--hosts", cassandra_host, "--keyspace", KEYSPACE)
+    assert result.returncode == 0, result.stderr
+    return KEYSPACE
+
+
+@pytest.fixture(scope="session")
+def store(cassandra_host: str, keyspace: str) -> Iterator[CassandraStore]:
+    cluster, session = connect([cassandra_host])
+    yield CassandraStore(session, keyspace)
+    cluster.shutdown()
+
+
+@dataclass
+class TestJob:
+    name: str
+    topic: str
+    keyspace: str
+    bootstrap: str
+    cassandra_host: str
+
+
+@pytest.fixture(scope="session")
+def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterator[TestJob]:
+    topic = f"evilnet.test.tweets-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","))
+    admin.create_topics([NewTopic(topic, 6, 2, topic_configs={"retention.ms": "86400000"})])
+    supervisorctl("spark-master", "stop", JOB_NAME)
+    shutil.rmtree(SPARK_HOST / "data" / "stream-job" / JOB_NAME / "checkpoint",
+                  ignore_errors=True)
+    run = deploy_job({"stream_job_name": JOB_NAME, "stream_job_topic": topic,
+                      "stream_job_keyspace": keyspace, "stream_job_trigger_seconds": 5,
+                      "stream_job_health_timeout": 240})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host)
+    # Free the cluster's cores; the definition stays for the next session.
+    supervisorctl("spark-master", "stop", JOB_NAME)
+    admin.delete_topics([topic])
+    admin.close()
+
+
+class Timeline:
+    """Start times of the scenarios' event time: now, then 3 hours apart."""
+
+    def __init__(self) -> None:
+        self.next = datetime.now(UTC).replace(second=0, microsecond=0)
+
+    def take(self) -> datetime:
+        start, self.next = self.next, self.next + timedelta(hours=3)
+        return start
+
+
+@pytest.fixture(scope="session")
+def timeline() -> Timeline:
+    return Timeline()
