@@ -1,0 +1,108 @@
+"""The schema: versioned and idempotent migrations, and every CQL statement of the project
+runs against the real Cassandra; none needs ALLOW FILTERING."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from analytics_helpers import REPO_ROOT, evilnet
+
+from evilnet.schema import (
+    MIGRATIONS_DIR,
+    SchemaError,
+    Statements,
+    apply_schema,
+    migrations,
+    replication_map,
+)
+from evilnet.spark.store import connect
+
+pytestmark = pytest.mark.stack
+
+SAMPLE = {"text": "Montréal", "varchar": "Montréal", "int": 60, "bigint": 7,
+          "date": date(2024, 6, 1), "timestamp": datetime(2024, 6, 1, 12, 0, tzinfo=UTC)}
+
+
+def _value(cql_type):
+    if cql_type.typename == "map":
+        return {1: 2}
+    return SAMPLE[cql_type.typename]
+
+
+def _project_cql() -> dict[str, str]:
+    """Every statement of the project: the Statements contract and the migrations."""
+    statements = {f"Statements.{name}": text for name, text in Statements().all().items()}
+    for migration in migrations():
+        for index, text in enumerate(migration.statements("evilnet")):
+            statements[f"{migration.version:03d}_{migration.name}[{index}]"] = text
+    return statements
+
+
+def test_no_statement_uses_allow_filtering() -> None:
+    for name, text in _project_cql().items():
+        assert "ALLOW FILTERING" not in text.upper(), name
+    # The dashboards' queries (grafana/) too.
+    for path in REPO_ROOT.glob("grafana/**/*"):
+        if path.is_file() and path.suffix in {".json", ".yml", ".yaml"}:
+            assert "ALLOW FILTERING" not in path.read_text("utf-8", "replace").upper(), path
+
+
+def test_every_statement_runs_against_cassandra(store) -> None:
+    session = store.session
+    keyspace = store.cql.keyspace
+    ran = []
+    for name, text in Statements(keyspace).all().items():
+        if "{replication}" in text:
+            session.execute(text.format(replication=replication_map("dc1", 1)))
+        elif "?" not in text:
+            session.execute(text)
+        else:
+            prepared = session.prepare(text)
+            session.execute(prepared, [_value(column.type) for column in
+                                       prepared.column_metadata])
+        ran.append(name)
+    assert len(ran) == len(Statements().all()) >= 20
+    # What the sample values wrote is read back by the reading statements.
+    assert store.topics("Montréal") == ["Montréal"]
+
+
+def test_schema_apply_is_versioned_and_idempotent(cassandra_host: str, keyspace: str,
+                                                  store) -> None:
+    again = evilnet("schema", "apply", "--hosts", cassandra_host, "--keyspace", keyspace)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"keyspace": keyspace, "applied": [],
+                                        "versions": [1], "changed": False}
+    rows = list(store.session.execute(
+        f"SELECT version, name, checksum FROM {keyspace}.schema_versions WHERE scope = 'schema'"))
+    assert [(r.version, r.name, r.checksum) for r in rows] == [
+        (m.version, m.name, m.checksum) for m in migrations()]
+
+
+def test_a_changed_migration_is_refused_and_a_new_one_applied(cassandra_host: str,
+                                                              tmp_path: Path) -> None:
+    scratch = "evilnet_test_migrations"
+    directory = tmp_path / "cql"
+    shutil.copytree(MIGRATIONS_DIR, directory)
+    cluster, session = connect([cassandra_host])
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {scratch}", timeout=120)
+        assert [m.version for m in apply_schema(session, scratch, directory=directory)] == [1]
+        (directory / "002_extra.cql").write_text(
+            "-- a later version\n"
+            "CREATE TABLE IF NOT EXISTS {keyspace}.extra (k int PRIMARY KEY);\n")
+        assert [m.version for m in apply_schema(session, scratch, directory=directory)] == [2]
+        assert apply_schema(session, scratch, directory=directory) == []
+        first = directory / "001_init.cql"
+        first.write_text(first.read_text() + "\n-- edited after it was applied\n")
+        with pytest.raises(SchemaError, match="changed after it was applied"):
+            apply_schema(session, scratch, directory=directory)
+        (directory / "004_gap.cql").write_text("SELECT 1;")
+        with pytest.raises(SchemaError, match="without gaps"):
+            apply_schema(session, scratch, directory=directory)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {scratch}", timeout=120)
+        cluster.shutdown()
