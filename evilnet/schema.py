@@ -225,6 +225,8 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         if match is None:
             raise SchemaError(f"migration file name is not NNN_name.cql: {path.name}")
         found.append(Migration(int(match["version"]), match["name"], path.read_text("utf-8")))
+    if not found:
+        raise SchemaError(f"no migrations in {directory} (is evilnet/cql/*.cql in the package?)")
     versions = [migration.version for migration in found]
     if versions != list(range(1, len(found) + 1)):
         raise SchemaError(f"migration versions must be 1, 2, 3, ... without gaps: {versions}")
