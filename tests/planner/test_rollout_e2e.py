@@ -1,0 +1,142 @@
+"""End to end on the local inventory: the Jenkinsfile's steps, from a shell, against
+the X API simulator and the real Kafka; then one more city restarts only its shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from evilnet.contracts import TWEETS_TOPIC
+from evilnet.platform.inventory import Inventory
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PRODUCER_HOST_ROOT = REPO_ROOT / ".run" / "hosts" / "producer1"
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.stack
+
+
+def _jenkins_commands() -> dict[str, str]:
+    text = (REPO_ROOT / "Jenkinsfile").read_text()
+    parts = re.split(r"^\s*stage\('([^']+)'\) \{$", text, flags=re.M)
+    return {name: re.findall(r"^\s*sh '([^']+)'$", body, re.M)[0]
+            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _run_pipeline(cities: str, topics: str, plan_dir: Path) -> dict[str, str]:
+    """The stages validate -> verify as Jenkins runs them (DRY_RUN=false), output by stage."""
+    env = {**os.environ, "CITIES": cities, "TOPICS": topics, "INVENTORY": "local",
+           "PLAN_DIR": str(plan_dir), "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+           "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    outputs = {}
+    for stage, command in _jenkins_commands().items():
+        if stage == "prepare":
+            continue  # the venv this test runs in
+        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env,
+                                capture_output=True, text=True, timeout=900, check=False)
+        assert result.returncode == 0, f"stage {stage}:\n{result.stdout[-4000:]}{result.stderr}"
+        outputs[stage] = result.stdout
+    return outputs
+
+
+def _pid(service: str) -> int:
+    result = subprocess.run(
+        [str(PRODUCER_HOST_ROOT / "venv" / "bin" / "supervisorctl"), "-c",
+         str(PRODUCER_HOST_ROOT / "supervisor" / "supervisord.conf"), "pid", service],
+        capture_output=True, text=True, check=False)
+    return int(result.stdout.strip()) if result.stdout.strip().isdigit() else 0
+
+
+def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(TWEETS_TOPIC, p)
+                      for p in consumer.partitions_for_topic(TWEETS_TOPIC)]
+        return consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+
+
+def _cities_since(bootstrap: str, offsets: dict[TopicPartition, int], want: set[str],
+                  timeout: float = 60) -> set[str]:
+    """City keys of the records written after ``offsets``, until ``want`` are all seen."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer.assign(list(offsets))
+    for partition, offset in offsets.items():
+        consumer.seek(partition, offset)
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not want <= seen:
+            for records in consumer.poll(timeout_ms=1000).values():
+                seen.update(record.key.decode() for record in records)
+        # A few more seconds: a city that should not be there would show up too.
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            for records in consumer.poll(timeout_ms=500).values():
+                seen.update(record.key.decode() for record in records)
+    finally:
+        consumer.close()
+    return seen
+
+
+def _run_playbook(playbook: str, *extra: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "inventories/local", playbook, *extra],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+
+
+def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
+        stack: Inventory, kafka_bootstrap: str, tmp_path: Path) -> None:
+    # The simulator `make up` runs (idempotent when it does).
+    _run_playbook("ansible/playbooks/x_api_simulator.yml")
+    plan_dir = tmp_path / "plan"
+    try:
+        outputs = _run_pipeline("Toronto\nMontréal,Vancouver", "hockey,transit", plan_dir)
+        after_rollout = _end_offsets(kafka_bootstrap)
+        plan = json.loads((plan_dir / "plan.json").read_text())
+        assert [c["name"] for c in plan["cities"]] == ["Toronto", "Montréal", "Vancouver"]
+        assert (plan_dir / "diff.json").exists() and "shard" in outputs["diff"]
+        assert "stream connected" in outputs["verify"]
+        wanted = {"Toronto", "Montréal", "Vancouver"}
+        assert _cities_since(kafka_bootstrap, after_rollout, wanted) == wanted
+
+        # Every shard is its own supervised process with its 0600 token, nothing else runs.
+        services = {shard["service"] for shard in plan["shards"]}
+        pids = {service: _pid(service) for service in services}
+        assert all(pids.values()), pids
+        conf_d = PRODUCER_HOST_ROOT / "supervisor" / "conf.d"
+        assert {p.stem for p in conf_d.glob("producer-*.conf")} == services
+        for shard in plan["shards"]:
+            token = PRODUCER_HOST_ROOT / "producers" / shard["name"] / "bearer-token"
+            assert token.stat().st_mode & 0o777 == 0o600
+            secret = token.read_text().strip()
+            for rendered in plan_dir.rglob("*"):
+                assert not rendered.is_file() or secret not in rendered.read_text()
+
+        # One more city: only the shard that receives it changes.
+        outputs = _run_pipeline("Toronto\nMontréal,Vancouver\nHalifax", "hockey,transit",
+                                plan_dir)
+        after_second = _end_offsets(kafka_bootstrap)
+        plan2 = json.loads((plan_dir / "plan.json").read_text())
+        halifax_shard = next(s for s in plan2["shards"] if "Halifax" in s["cities"])
+        unchanged = {s["service"] for s in plan["shards"]} - {halifax_shard["service"]}
+        assert unchanged, "the new city should not take an existing shard of this plan"
+        assert {service: _pid(service) for service in unchanged} == {
+            service: pids[service] for service in unchanged}
+        assert _pid(halifax_shard["service"]) > 0
+        assert re.search(r"^[+~] shard " + halifax_shard["name"], outputs["diff"], re.M)
+        seen = _cities_since(kafka_bootstrap, after_second, wanted | {"Halifax"})
+        assert seen == wanted | {"Halifax"}
+    finally:
+        # Back to the default plan `make up` deploys.
+        _run_playbook("ansible/playbooks/producers.yml")
