@@ -18,13 +18,10 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
-from prometheus_client.parser import text_string_to_metric_families
 
 from evilnet.cities import PlanInputError, split_list
 from evilnet.planner import (
@@ -37,7 +34,7 @@ from evilnet.planner import (
     render_plan,
     write_plan,
 )
-from evilnet.producer.metrics import POSTS_RECEIVED, STREAM_CONNECTED
+from evilnet.platform.health import producer_shard
 
 EXIT_BAD_INPUT = 2
 DEPLOYED_FILE = "producers/deployed.json"  # under each producer host's evilnet_root
@@ -142,27 +139,6 @@ def render(out: Path) -> None:
         click.echo(str(path))
 
 
-def shard_health(address: str, port: int, min_posts: int) -> tuple[bool, str]:
-    url = f"http://{address}:{port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, OSError) as error:
-        return False, f"{url}: {error}"
-    connected, posts = 0.0, 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == STREAM_CONNECTED:
-                connected = sample.value
-            elif sample.name == POSTS_RECEIVED + "_total":
-                posts += sample.value
-    if connected != 1:
-        return False, f"{url}: stream not connected"
-    if posts < min_posts:
-        return False, f"{url}: {posts:.0f} posts received, waiting for {min_posts}"
-    return True, f"{url}: stream connected, {posts:.0f} posts received"
-
-
 @click.command("producer-health")
 @click.option("--plan", "plan_dir", required=True,
               type=click.Path(exists=True, path_type=Path), help="The plan directory or file.")
@@ -182,12 +158,12 @@ def producer_health(plan_dir: Path, host: str | None, only_shards: tuple[str, ..
               and (not only_shards or s["name"] in only_shards)]
     deadline = time.monotonic() + wait
     while True:
-        results = {s["name"]: shard_health(s["address"], s["metrics_port"], min_posts)
+        results = {s["name"]: producer_shard(s["address"], s["metrics_port"], min_posts)
                    for s in shards}
-        if all(ok for ok, _ in results.values()) or time.monotonic() > deadline:
+        if all(r.ok for r in results.values()) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    for name, (ok, detail) in results.items():
-        click.echo(f"{name}: {'ok' if ok else 'UNHEALTHY'}: {detail}")
-    if not all(ok for ok, _ in results.values()):
+    for name, result in results.items():
+        click.echo(f"{name}: {'ok' if result.ok else 'UNHEALTHY'}: {result.detail}")
+    if not all(r.ok for r in results.values()):
         sys.exit(1)

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from evilnet.planner import PlanError
 from evilnet.platform import health as checks
 from evilnet.platform.inventory import Inventory, InventoryError
 from evilnet.platform.staging import DEFAULT_PINS, StagingError, default_cache_dir
@@ -123,7 +124,11 @@ def status(inventory_path: Path) -> None:
     for column in ("service", "endpoint", "healthy", "detail"):
         table.add_column(column)
     all_ok = True
-    for service, endpoint, check in inventory.health_checks():
+    try:
+        producers = list(inventory.producer_checks(inventory_path))
+    except PlanError as error:
+        producers = [("producers", "deployed.json", partial(checks.Health, False, str(error)))]
+    for service, endpoint, check in [*inventory.health_checks(), *producers]:
         try:
             result = check()
         except Exception as error:
@@ -131,7 +136,8 @@ def status(inventory_path: Path) -> None:
         all_ok &= result.ok
         table.add_row(service, endpoint, "[green]yes[/]" if result.ok else "[red]no[/]",
                       result.detail)
-    Console().print(table)
+    # Wide enough for the details when piped (make, CI logs), not squeezed to 80 columns.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not all_ok:
         sys.exit(1)
 

@@ -187,3 +187,63 @@ def spark_cluster(ui_url: str, expected_workers: set[str] | None = None) -> Heal
         return Health(False, f"workers alive {sorted(alive)}, missing "
                              f"{sorted(expected_workers - alive)}")
     return Health(True, f"master ALIVE, workers alive {sorted(alive)}")
+
+
+# --- The pipeline's own processes -----------------------------------------------------
+
+
+def stream_job(hosts: list[str], port: int, keyspace: str, job: str,
+               max_age_seconds: float) -> Health:
+    """Both queries of the stream job recorded a micro-batch in the last max_age_seconds.
+
+    The job records progress on every trigger, with or without new records, so a
+    stale row means a stopped or stuck job, not an idle pipeline.
+    """
+    from datetime import UTC, datetime
+
+    from evilnet.schema import JOB_QUERIES
+    from evilnet.spark.store import CassandraStore, connect
+
+    cluster, session = connect(hosts, port)
+    try:
+        progress = CassandraStore(session, keyspace).progress(job)
+    finally:
+        cluster.shutdown()
+    now = datetime.now(UTC)
+    ages = {query: (now - row.updated_at.replace(tzinfo=UTC)).total_seconds()
+            for query, row in progress.items() if query in JOB_QUERIES and row.updated_at}
+    missing = [query for query in JOB_QUERIES if query not in ages]
+    if missing:
+        return Health(False, f"no progress recorded for {', '.join(missing)}")
+    stale = {query: age for query, age in ages.items() if age > max_age_seconds}
+    if stale:
+        return Health(False, ", ".join(f"{query}: last micro-batch {age:.0f} s ago"
+                                       for query, age in sorted(stale.items())))
+    return Health(True, ", ".join(f"{query}: last micro-batch {age:.0f} s ago"
+                                  for query, age in sorted(ages.items())))
+
+
+def producer_shard(address: str, port: int, min_posts: int = 0) -> Health:
+    """The shard's metrics endpoint answers with its stream connected (and enough posts)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from evilnet.producer.metrics import POSTS_RECEIVED, STREAM_CONNECTED
+
+    url = f"http://{address}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError as error:
+        return Health(False, f"{url}: {error}")
+    connected, posts = 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == STREAM_CONNECTED:
+                connected = sample.value
+            elif sample.name == POSTS_RECEIVED + "_total":
+                posts += sample.value
+    if connected != 1:
+        return Health(False, f"{url}: stream not connected")
+    if posts < min_posts:
+        return Health(False, f"{url}: {posts:.0f} posts received, waiting for {min_posts}")
+    return Health(True, f"{url}: stream connected, {posts:.0f} posts received")

@@ -93,6 +93,24 @@ class Inventory:
             workers = {self.address(w) for w in self.groups["spark_workers"]}
             yield "spark", ui, partial(checks.spark_cluster, ui, workers)
 
+        cassandra = [self.address(h) for h in self.groups["cassandra"]]
+        for host in self.groups["spark_master"]:
+            job = self.var(host, "stream_job_name", "stream_job")
+            keyspace = self.var(host, "stream_job_keyspace", "stream_job")
+            port = int(self.var(host, "stream_job_cassandra_port", "stream_job"))
+            # A healthy job records a micro-batch every trigger, idle or not.
+            max_age = 3 * float(self.var(host, "stream_job_trigger_seconds", "stream_job")) + 30
+            yield ("stream job", f"{job} on {self.address(host)}",
+                   partial(checks.stream_job, cassandra, port, keyspace, job, max_age))
+
+    def producer_checks(self, inventory_path: Path) -> Iterator[tuple[str, str, checks.Check]]:
+        """One check per shard that the producer hosts say they run (asks the hosts)."""
+        from evilnet.plan_cli import deployed_shards
+
+        for shard in deployed_shards(inventory_path):
+            yield (f"producer {shard['name']}", f"{shard['address']}:{shard['metrics_port']}",
+                   partial(checks.producer_shard, shard["address"], shard["metrics_port"]))
+
 
 def _role_defaults(role: str) -> dict:
     path = ROLES_DIR / role / "defaults" / "main.yml"

@@ -1,5 +1,6 @@
 """End to end on the local inventory: the Jenkinsfile's steps, from a shell, against
-the X API simulator and the real Kafka; then one more city restarts only its shard."""
+the X API simulator, the real Kafka and the stream job writing to the real Cassandra;
+then one more city restarts only its shard."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,31 @@ def _cities_since(bootstrap: str, offsets: dict[TopicPartition, int], want: set[
     return seen
 
 
+def _cities_in_cassandra(cassandra: str, since: datetime, want: set[str],
+                         timeout: float = 300) -> set[str]:
+    """Cities of the 5-minute windows that start at or after ``since`` (the stream job
+    `make up` runs writes them), once ``want`` are all there or the timeout passed.
+
+    Such a window holds only posts created after ``since``: the simulator stamps posts
+    with the time it sends them.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            [str(BIN / "evilnet"), "query", "windows", "--hosts", cassandra,
+             "--from", since.isoformat(), "--to", (since + timedelta(hours=1)).isoformat(),
+             "--format", "json"], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        seen = {row["city"] for row in json.loads(result.stdout)}
+        if want <= seen or time.monotonic() > deadline:
+            return seen
+        time.sleep(10)
+
+
+def _next_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
 def _run_playbook(playbook: str, *extra: str) -> None:
     result = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "inventories/local", playbook, *extra],
@@ -102,6 +129,7 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
     plan_dir = tmp_path / "plan"
     try:
         outputs = _run_pipeline("Toronto\nMontréal,Vancouver", "hockey,transit", plan_dir)
+        rolled_out_at = datetime.now(UTC)
         after_rollout = _end_offsets(kafka_bootstrap)
         plan = json.loads((plan_dir / "plan.json").read_text())
         assert [c["name"] for c in plan["cities"]] == ["Toronto", "Montréal", "Vancouver"]
@@ -109,6 +137,10 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
         assert "stream connected" in outputs["verify"]
         wanted = {"Toronto", "Montréal", "Vancouver"}
         assert _cities_since(kafka_bootstrap, after_rollout, wanted) == wanted
+        # ...and the stream job fills Cassandra with windows of exactly those cities
+        # (the default plan's St. John's stopped with the rollout).
+        cassandra = stack.address(stack.groups["cassandra"][0])
+        assert _cities_in_cassandra(cassandra, _next_minute(rolled_out_at), wanted) == wanted
 
         # Every shard is its own supervised process with its 0600 token, nothing else runs.
         services = {shard["service"] for shard in plan["shards"]}
@@ -126,6 +158,7 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
         # One more city: only the shard that receives it changes.
         outputs = _run_pipeline("Toronto\nMontréal,Vancouver\nHalifax", "hockey,transit",
                                 plan_dir)
+        second_at = datetime.now(UTC)
         after_second = _end_offsets(kafka_bootstrap)
         plan2 = json.loads((plan_dir / "plan.json").read_text())
         halifax_shard = next(s for s in plan2["shards"] if "Halifax" in s["cities"])
@@ -137,6 +170,8 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
         assert re.search(r"^[+~] shard " + halifax_shard["name"], outputs["diff"], re.M)
         seen = _cities_since(kafka_bootstrap, after_second, wanted | {"Halifax"})
         assert seen == wanted | {"Halifax"}
+        assert (_cities_in_cassandra(cassandra, _next_minute(second_at), wanted | {"Halifax"})
+                == wanted | {"Halifax"})
     finally:
         # Back to the default plan `make up` deploys.
         _run_playbook("ansible/playbooks/producers.yml")

@@ -12,7 +12,10 @@ from ansible_run import REPO_ROOT, run_playbook
 from evilnet.platform.inventory import Inventory
 
 EXPECTED_UNITS = {"zookeeper": ["zookeeper"], "kafka": ["kafka"], "cassandra": ["cassandra"],
-                  "spark_master": ["spark-master"], "spark_workers": ["spark-worker"]}
+                  "spark_master": ["spark-master", "stream-job"],
+                  "spark_workers": ["spark-worker"]}
+# The local inventory runs the X API simulator on the first producer host.
+EXPECTED_SIMULATOR = "x-api-simulator"
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze is not installed")
 
@@ -30,12 +33,15 @@ def test_every_rendered_unit_passes_systemd_analyze_verify(
     assert run.returncode == 0, run.output[-4000:]
     expected = {f"{host}/{unit}.service" for group, units in EXPECTED_UNITS.items()
                 for host in stack.groups[group] for unit in units}
+    expected.add(f"{stack.groups['producers'][0]}/{EXPECTED_SIMULATOR}.service")
     rendered = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.service")}
     assert rendered == expected
     for unit in sorted(tmp_path.rglob("*.service")):
         result = _verify(unit)
         assert result.returncode == 0, f"{unit.name}: {result.stderr}"
         assert "ExecStart=/" in unit.read_text()
+        # The marker `make down` (service role, stop_all) finds units by.
+        assert f"# EvilNet service: {unit.stem}" in unit.read_text()
 
 
 def test_verify_catches_a_bad_exec_start(tmp_path: Path) -> None:
