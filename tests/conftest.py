@@ -17,6 +17,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Whatever needs the stack, directly or through another fixture, is a stack test
+    # (`pytest -m "not stack"` is the quick subset that needs no services).
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def local_inventory() -> Inventory:
     return Inventory.load(LOCAL_INVENTORY)
