@@ -42,7 +42,8 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
-from evilnet.schema import HOURS_QUERY, KEYSPACE, WINDOWS_QUERY
+from evilnet.schema import HOURS_QUERY, JOB_QUERIES, KEYSPACE, WINDOWS_QUERY
+from evilnet.spark.metrics import JobMetrics
 from evilnet.spark.store import CassandraStore, WindowRow, connect
 
 log = logging.getLogger("evilnet.stream-job")
@@ -76,6 +77,9 @@ class JobConfig:
     starting_offsets: str = "earliest"  # for a fresh checkpoint only
     fail_on_data_loss: bool = False  # offsets deleted by retention before they were read
     log_level: str = "WARN"  # Spark's own log level (the job logs its batches at INFO)
+    # The job's Prometheus metrics (evilnet/spark/metrics.py), served by the driver.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0  # 0: no metrics endpoint
 
     def __post_init__(self) -> None:
         for name in ("window_seconds", "slide_seconds", "hour_window_seconds"):
@@ -209,10 +213,12 @@ def window_rows(batch: DataFrame) -> list[WindowRow]:
 class ProgressListener(StreamingQueryListener):
     """Logs every finished micro-batch and records it in job_progress (offsets, bad, late)."""
 
-    def __init__(self, spark: SparkSession, store: CassandraStore, config: JobConfig) -> None:
+    def __init__(self, spark: SparkSession, store: CassandraStore, config: JobConfig,
+                 metrics: JobMetrics | None = None) -> None:
         self.spark = spark
         self.store = store
         self.config = config
+        self.metrics = metrics or JobMetrics(config.trigger_seconds, JOB_QUERIES)
         self.config_json = json.dumps(asdict(config), sort_keys=True)
 
     def onQueryStarted(self, event) -> None:
@@ -226,9 +232,11 @@ class ProgressListener(StreamingQueryListener):
         bad_records = parsing["bad_records"] if parsing is not None else 0
         late_rows = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
         watermark = progress.eventTime.get("watermark")
+        offsets = {int(partition): offset for partition, offset in end_offsets.items()}
+        self.metrics.batch(progress.name, progress.durationMs.get("triggerExecution"), offsets,
+                           progress.numInputRows, bad_records)
         self.store.write_progress(
-            self.config.job_name, progress.name, progress.batchId,
-            {int(partition): offset for partition, offset in end_offsets.items()},
+            self.config.job_name, progress.name, progress.batchId, offsets,
             progress.numInputRows, bad_records, late_rows,
             datetime.fromisoformat(watermark.replace("Z", "+00:00")) if watermark else None,
             self.config_json, datetime.now(UTC))
@@ -241,6 +249,7 @@ class ProgressListener(StreamingQueryListener):
     def onQueryIdle(self, event) -> None:
         name = {str(q.id): q.name for q in self.spark.streams.active}.get(str(event.id))
         if name:
+            self.metrics.idle(name)
             self.store.touch_progress(self.config.job_name, name, self.config_json,
                                       datetime.now(UTC))
 
@@ -272,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
                                config.cassandra_datacenter or None)
     store = CassandraStore(session, config.keyspace, ttl_seconds=config.ttl_seconds,
                            top_ttl_seconds=config.top_ttl_seconds)
-    spark.streams.addListener(ProgressListener(spark, store, config))
+    metrics = JobMetrics(config.trigger_seconds, JOB_QUERIES)
+    if config.metrics_port:
+        metrics.serve(config.metrics_host, config.metrics_port)
+    spark.streams.addListener(ProgressListener(spark, store, config, metrics))
     log.info(json.dumps({"event": "starting", "config": asdict(config)}))
 
     posts = read_posts(spark, config)
