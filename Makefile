@@ -16,11 +16,12 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-prerequisites:  ## Java 17, Maven and docker-compose through apt, when missing (Debian 12)
+prerequisites:  ## Java 17, Maven, docker-compose and Prometheus through apt, when missing (Debian 12)
 	@missing=""; \
 	[ -x $(JAVA17_HOME)/bin/java ] || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing through apt:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -155,6 +155,43 @@ class Statements:
         return (f"SELECT city, value FROM {self._t(TOP_CITIES)}"
                 " WHERE metric = ? AND window_end = ? LIMIT ?")
 
+    # --- read by the dashboards (grafana/): several partitions in one statement ----
+    # Grafana's Cassandra datasource sends one CQL text per panel, without bind
+    # markers: grafana/generate.py fills these in with inline() and the dashboard's
+    # variables and time macros. The first column is what the plugin groups rows by
+    # (one series per value; one table, in the statement's order, for a constant).
+
+    @property
+    def select_city_names(self) -> str:
+        """The cities seen, one column (the $city variable of the dashboards)."""
+        return f"SELECT city FROM {self._t(CITIES)} WHERE bucket = ?"
+
+    @property
+    def select_topic_names(self) -> str:
+        """The topics seen in the chosen cities, one column (the $topic variable)."""
+        return f"SELECT topic FROM {self._t(CITY_TOPICS)} WHERE city IN ?"
+
+    @property
+    def select_windows_of_cities(self) -> str:
+        """The windows of several cities starting in [from, to), over several days."""
+        return ("SELECT city, window_start, tweets, retweets, unique_users"
+                f" FROM {self._t(CITY_WINDOWS)}"
+                " WHERE city IN ? AND day IN ? AND window_start >= ? AND window_start < ?")
+
+    @property
+    def select_windows_of_city_topics(self) -> str:
+        """The windows of several cities and topics starting in [from, to), over several days."""
+        return ("SELECT city, topic, window_start, tweets, retweets, unique_users"
+                f" FROM {self._t(CITY_TOPIC_WINDOWS)}"
+                " WHERE city IN ? AND topic IN ? AND day IN ? AND window_start >= ?"
+                " AND window_start < ?")
+
+    @property
+    def select_leaderboard(self) -> str:
+        """select_top_cities led by the metric: one result set, in the leaderboard's order."""
+        return (f"SELECT metric, city, value FROM {self._t(TOP_CITIES)}"
+                " WHERE metric = ? AND window_end = ? LIMIT ?")
+
     @property
     def select_progress(self) -> str:
         return ("SELECT query, batch_id, end_offsets, input_rows, bad_records, late_rows,"
@@ -188,6 +225,44 @@ class Statements:
         """Every statement by name (tests execute each one)."""
         return {name: getattr(self, name) for name, value in vars(type(self)).items()
                 if isinstance(value, property)}
+
+
+# --- statements for tools that cannot bind values (Grafana) ------------------------
+
+# How many UTC days a dashboard's time range may span: a range starting on day D
+# reads the partitions of days D .. D + DASHBOARD_DAYS - 1 (days_from()).
+DASHBOARD_DAYS = 8
+
+
+def inline(statement: str, *terms: str) -> str:
+    """``statement`` with its bind markers replaced, in order, by CQL ``terms``.
+
+    The terms are CQL as Grafana will send it after interpolation: literals,
+    ``(...)`` lists for ``IN ?``, or functions of the time macros (days_from()).
+    """
+    parts = statement.split("?")
+    if len(parts) - 1 != len(terms):
+        raise ValueError(f"{len(parts) - 1} bind markers, {len(terms)} terms: {statement}")
+    return parts[0] + "".join(term + part for term, part in zip(terms, parts[1:], strict=True))
+
+
+def days_from(start_ms: str, days: int = DASHBOARD_DAYS) -> str:
+    """The ``day`` partitions of a time range as a CQL list: the UTC day of ``start_ms``
+    (a term worth epoch milliseconds) and the ``days - 1`` days after it.
+
+    The bucketing of day_of(), computed by Cassandra (to_date() of the timestamp,
+    plus whole days). Days past the range's end hold no rows of it, and cost a
+    partition lookup each.
+    """
+    return "(" + ", ".join(f"to_date((timestamp) {start_ms} + {n}d)" for n in range(days)) + ")"
+
+
+def minute_of(moment_ms: str, minutes_before: int = 0) -> str:
+    """The whole minute ``minutes_before`` minutes before ``moment_ms`` (a term worth
+    epoch milliseconds), as a CQL timestamp term: a leaderboard's ``window_end``."""
+    shifted = f"(timestamp) {moment_ms} - {minutes_before}m" if minutes_before else (
+        f"(timestamp) {moment_ms}")
+    return f"floor({shifted}, 1m)"
 
 
 # --- migrations ------------------------------------------------------------------

@@ -30,6 +30,8 @@ SAMPLE = {"text": "Montréal", "varchar": "Montréal", "int": 60, "bigint": 7,
 def _value(cql_type):
     if cql_type.typename == "map":
         return {1: 2}
+    if cql_type.typename == "list":  # `IN ?` (the dashboards' statements)
+        return [_value(cql_type.subtypes[0])]
     return SAMPLE[cql_type.typename]
 
 
