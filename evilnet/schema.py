@@ -43,10 +43,18 @@ WINDOW_COLUMNS = ("city", "topic", "window_start", "window_end", *METRICS)
 WINDOWS_QUERY = "windows"
 HOURS_QUERY = "hours"
 JOB_QUERIES = (WINDOWS_QUERY, HOURS_QUERY)
+# The job's benchmark baseline (JobConfig ``plain_count``) runs one query instead: it
+# counts the topic's records per micro-batch, nothing else (benchmarks/stream_job_throughput.py).
+PLAIN_COUNT_QUERY = "count"
 # The single partition of CITIES.
 CITIES_BUCKET = 0
 
 _KEYSPACE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def job_queries(config: dict) -> tuple[str, ...]:
+    """The queries a job instance runs, from its settings (``config`` of JOB_PROGRESS)."""
+    return (PLAIN_COUNT_QUERY,) if config.get("plain_count") else JOB_QUERIES
 
 
 def day_of(moment: datetime) -> date:

@@ -22,6 +22,7 @@ from evilnet.schema import (
     WINDOW_COLUMNS,
     SchemaError,
     apply_schema,
+    job_queries,
 )
 
 console = Console(stderr=True)
@@ -177,8 +178,9 @@ def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: st
                    keyspace: str) -> None:
     """The job's last micro-batch per query (exit 1 if a query has none [newer than ...]).
 
-    The stream_job role's health check: after a (re)start, both queries record
-    progress once their first trigger ran, with or without new records.
+    The stream_job role's health check: after a (re)start, every query of the job
+    (both, or the one of the ``plain_count`` baseline) records progress once its
+    first trigger ran, with or without new records.
     """
     import time
 
@@ -186,10 +188,11 @@ def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: st
     with _store(hosts, port, keyspace) as store:
         while True:
             rows = store.progress(job)
-            fresh = {q: r for q, r in rows.items() if q in JOB_QUERIES and (
+            queries = _queries_of(rows)
+            fresh = {q: r for q, r in rows.items() if q in queries and (
                 newer_than is None or (r.updated_at and _moment(r.updated_at.isoformat())
                                        > newer_than))}
-            if len(fresh) == len(JOB_QUERIES) or time.monotonic() >= deadline:
+            if len(fresh) == len(queries) or time.monotonic() >= deadline:
                 break
             time.sleep(1)
     records = [{"query": q, "batch_id": r.batch_id, "input_rows": r.input_rows,
@@ -197,9 +200,16 @@ def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: st
                 "watermark": _iso(r.watermark.replace(tzinfo=UTC)) if r.watermark else "",
                 "updated_at": _iso(r.updated_at.replace(tzinfo=UTC)) if r.updated_at else "",
                 "offsets": sum((r.end_offsets or {}).values())} for q, r in sorted(rows.items())]
-    healthy = len(fresh) == len(JOB_QUERIES)
+    healthy = len(fresh) == len(queries)
     click.echo(json.dumps({"job": job, "queries": records, "healthy": healthy}))
     sys.exit(0 if healthy else 1)
+
+
+def _queries_of(rows: dict) -> tuple[str, ...]:
+    """The queries the job runs, as its latest recorded settings say (JOB_QUERIES if none)."""
+    latest = max((r for r in rows.values() if r.config and r.updated_at),
+                 key=lambda r: r.updated_at, default=None)
+    return job_queries(json.loads(latest.config)) if latest else JOB_QUERIES
 
 
 def _print(records: list[dict], columns: list[str], fmt: str, title: str) -> None:

@@ -21,6 +21,10 @@ checkpoint (offsets and state) plus idempotent upserts make the tables exact.
 
 Everything runs in the JVM except the driver's ``foreachBatch`` and progress
 callbacks (cassandra-driver): the executors need no project code and no Python.
+
+``plain_count: true`` runs the benchmark baseline instead (benchmarks/
+stream_job_throughput.py): one query, "count", reading the same topic with the same
+source options and only counting each micro-batch's records, progress recorded the same way.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
-from evilnet.schema import HOURS_QUERY, JOB_QUERIES, KEYSPACE, WINDOWS_QUERY
+from evilnet.schema import HOURS_QUERY, JOB_QUERIES, KEYSPACE, PLAIN_COUNT_QUERY, WINDOWS_QUERY
 from evilnet.spark.metrics import JobMetrics
 from evilnet.spark.store import CassandraStore, WindowRow, connect
 
@@ -77,6 +81,8 @@ class JobConfig:
     starting_offsets: str = "earliest"  # for a fresh checkpoint only
     fail_on_data_loss: bool = False  # offsets deleted by retention before they were read
     log_level: str = "WARN"  # Spark's own log level (the job logs its batches at INFO)
+    # The benchmark baseline: count the records, no parsing, windows or state.
+    plain_count: bool = False
     # The job's Prometheus metrics (evilnet/spark/metrics.py), served by the driver.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no metrics endpoint
@@ -138,12 +144,8 @@ def post_schema() -> T.StructType:
                          for name, field in PostRecord.model_fields.items()])
 
 
-def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
-    """Valid posts from Kafka, one per (city, id) within the watermark.
-
-    A record that is not JSON, or lacks or mistypes a required field, becomes a
-    row of nulls and is dropped; the observation ``parsing`` counts them per batch.
-    """
+def read_records(spark: SparkSession, config: JobConfig) -> DataFrame:
+    """The topic's Kafka records (key, value, partition, offset, ...)."""
     source = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", config.bootstrap_servers)
               .option("subscribe", config.topic)
@@ -151,7 +153,16 @@ def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
               .option("failOnDataLoss", str(config.fail_on_data_loss).lower()))
     if config.max_offsets_per_trigger:
         source = source.option("maxOffsetsPerTrigger", config.max_offsets_per_trigger)
-    posts = (source.load()
+    return source.load()
+
+
+def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
+    """Valid posts from Kafka, one per (city, id) within the watermark.
+
+    A record that is not JSON, or lacks or mistypes a required field, becomes a
+    row of nulls and is dropped; the observation ``parsing`` counts them per batch.
+    """
+    posts = (read_records(spark, config)
              .select(F.from_json(F.col("value").cast("string"), post_schema()).alias("post"))
              .select("post.id", "post.author_id", "post.is_retweet", "post.city", "post.topics",
                      F.col("post.created_at").try_cast("timestamp").alias("created_at")))
@@ -267,6 +278,17 @@ def start(frame: DataFrame, name: str, write, config: JobConfig):
             .start())
 
 
+def start_plain_count(spark: SparkSession, config: JobConfig):
+    """The benchmark baseline: each micro-batch's records counted in the JVM, nothing kept."""
+    return (read_records(spark, config).writeStream.queryName(PLAIN_COUNT_QUERY)
+            .foreachBatch(lambda batch, batch_id: log.info(json.dumps(
+                {"event": "count", "batch": batch_id, "records": batch.count()})))
+            .option("checkpointLocation",
+                    f"{config.checkpoint_dir.rstrip('/')}/{PLAIN_COUNT_QUERY}")
+            .trigger(processingTime=f"{config.trigger_seconds} seconds")
+            .start())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -287,10 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     spark.streams.addListener(ProgressListener(spark, store, config, metrics))
     log.info(json.dumps({"event": "starting", "config": asdict(config)}))
 
-    posts = read_posts(spark, config)
-    start(window_counts(posts, config), WINDOWS_QUERY,
-          lambda rows: store.write_windows(rows, datetime.now(UTC)), config)
-    start(hour_counts(posts, config), HOURS_QUERY, store.write_hours, config)
+    if config.plain_count:
+        start_plain_count(spark, config)
+    else:
+        posts = read_posts(spark, config)
+        start(window_counts(posts, config), WINDOWS_QUERY,
+              lambda rows: store.write_windows(rows, datetime.now(UTC)), config)
+        start(hour_counts(posts, config), HOURS_QUERY, store.write_hours, config)
     try:
         # A streaming job never ends on its own: any return is a failure to restart.
         spark.streams.awaitAnyTermination()

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +23,7 @@ from analytics_helpers import (
     wait_until,
 )
 
-from evilnet.schema import JOB_QUERIES, METRICS
+from evilnet.schema import JOB_QUERIES, METRICS, PLAIN_COUNT_QUERY
 from evilnet.spark import reference
 from evilnet.spark.check import end_offsets, run_check
 
@@ -167,3 +167,21 @@ def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, 
     wait_until(lambda: all(check().ok for service, _, check in stack.health_checks()
                            if service == "kafka"), 180,
                "kafka1 to rejoin with no under-replicated partition")
+
+
+def test_progress_health_follows_the_plain_count_baseline(store, cassandra_host: str,
+                                                          keyspace: str) -> None:
+    """`evilnet query progress` (the role's health check) expects the queries the job's
+    settings name: the plain-count baseline of the benchmark runs one, "count"."""
+    def progress(job: str) -> dict:
+        result = evilnet("query", "progress", "--job", job, "--hosts", cassandra_host,
+                         "--keyspace", keyspace)
+        return json.loads(result.stdout)
+
+    now = datetime.now(UTC)
+    store.write_progress("plain-count-probe", PLAIN_COUNT_QUERY, 0, {0: 5}, 5, 0, 0, None,
+                         json.dumps({"plain_count": True}), now)
+    assert progress("plain-count-probe")["healthy"] is True
+    store.write_progress("windows-only-probe", JOB_QUERIES[0], 0, {0: 5}, 5, 0, 0, None,
+                         json.dumps({"plain_count": False}), now)
+    assert progress("windows-only-probe")["healthy"] is False

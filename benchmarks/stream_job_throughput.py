@@ -1,0 +1,569 @@
+"""The stream job's highest sustained rate and its freshness, beside a plain count.
+
+Two instances of ``spark/job.py`` are deployed in turn by the stream_job role,
+each with one executor core (``stream_job_cores: 1``) and the same trigger,
+reading one fresh benchmark topic (6 partitions, replication 2, like ``tweets``)
+from its latest offset:
+
+* **job**: the real job (``windows`` and ``hours`` queries, production windows
+  and watermark) writing into its own keyspace;
+* **plain**: the same job with ``plain_count: true``: one query reading the same
+  topic with the same source options and only counting each micro-batch's
+  records (no parsing, windows, deduplication or state).
+
+For each rate of a ladder (after a warm-up at the first rate), this process
+produces realistic ``PostRecord`` values (the generator's cities, topics,
+authors and retweets, one unique post id per record, keyed and partitioned by
+city like the producer, with kafka-python and the producer's settings) at that
+paced rate for ``--step-seconds``, with ``created_at`` = the moment of sending.
+It then waits until the instance has consumed them all.
+
+* **Sustained**: every micro-batch of the step (``triggerExecution``, from the
+  job's log; both queries of the real job) finished within the trigger, the
+  instance consumed the step's last record within two triggers (plus 5 s) of its
+  sending, and the producer really offered the rate (at least 97 %). The
+  ladder stops at the first rate that is not sustained, then bisects
+  ``--refine`` times between the last sustained rate and it.
+* **Freshness** of a post: from its ``created_at`` to the moment a reader sees
+  the ``job_progress`` row whose end offsets include it (polled every 0.2 s;
+  the job writes that row right after the micro-batch, whose window rows are
+  already in Cassandra). The same measure for both instances; p50 and p95 over
+  every post of the step.
+
+The figures are printed as a table and as ratios (job / plain); ``--out`` keeps
+them as JSON and ``--report FILE...`` prints saved runs again (e.g. the two
+modes measured in separate runs). This is a benchmark, not a test: it asserts
+nothing. It needs the local stack up, a free Spark core, and several minutes.
+
+    .venv/bin/python benchmarks/stream_job_throughput.py [--rates 250,500,1000,2000,4000,8000]
+        [--step-seconds 60] [--trigger-seconds 10] [--modes job,plain] [--refine 1]
+        [--out FILE] [--report FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from array import array
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.partitioner.default import murmur2
+from rich.console import Console
+from rich.table import Table
+
+from evilnet.contracts import PostRecord
+from evilnet.producer.generator import snowflake, synthesize, synthetic_rules
+from evilnet.producer.routing import Line, Router
+from evilnet.producer.sink import KafkaSettings
+from evilnet.schema import JOB_QUERIES, PLAIN_COUNT_QUERY, WINDOWS_QUERY
+from evilnet.spark.store import CassandraStore, connect
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SPARK_HOST = REPO / ".run" / "hosts" / "spark-master"
+PARTITIONS = 6  # as the tweets topic (kafka role: kafka_tweets_partitions)
+CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto", "Vancouver", "Halifax",
+          "Québec", "Calgary", "Edmonton", "Ottawa", "Winnipeg", "Victoria", "Saskatoon",
+          "Regina", "Sherbrooke", "Gatineau", "Moncton", "Fredericton", "Kelowna", "Laval"]
+TOPICS = ["hockey", "food", "traffic", "weather", "music"]
+# Placeholders in a serialized record, replaced at send time.
+_ID_MARK = "9999999999999999999"
+_TIME_MARK = datetime(2000, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+SETTINGS = KafkaSettings(bootstrap_servers=(), client_id="evilnet-stream-benchmark")
+POLL_SECONDS = 0.2
+console = Console(width=150)
+
+
+# --- the records ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Template:
+    key: bytes
+    partition: int
+    head: bytes  # ... "id":"
+    middle: bytes  # ","created_at":"
+    tail: bytes  # ", ...
+
+
+def templates(count: int, seed: int = 7) -> list[Template]:
+    """Serialized PostRecords of realistic posts, with the id and created_at left open."""
+    router, out = Router(256 * 1024), []
+    marks = (json.dumps(_ID_MARK).encode(), json.dumps(_TIME_MARK.isoformat()
+                                                        .replace("+00:00", "Z")).encode())
+    for post in synthesize(synthetic_rules(CITIES, TOPICS), posts=count, seed=seed):
+        line = json.dumps(post, ensure_ascii=False).encode()
+        for record in router.route(Line(line, len(line))).records:
+            value = PostRecord(**{**record.model_dump(), "id": _ID_MARK,
+                                  "created_at": _TIME_MARK}).model_dump_json().encode()
+            head, rest = value.split(marks[0])
+            middle, tail = rest.split(marks[1])
+            key = record.city.encode()
+            out.append(Template(key, (murmur2(key) & 0x7FFFFFFF) % PARTITIONS,
+                                head + b'"', b'"' + middle + b'"', b'"' + tail))
+    return out
+
+
+def iso(moment: float) -> bytes:
+    """created_at as PostRecord serializes it (UTC, microseconds, Z)."""
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
+            + f".{int(moment * 1_000_000) % 1_000_000:06d}Z").encode()
+
+
+class PacedProducer:
+    """Sends the templates round-robin at a paced rate; remembers each record's created_at
+    per partition, in offset order (the partition is chosen here, so offsets follow)."""
+
+    def __init__(self, bootstrap: list[str], topic: str, pool: list[Template]) -> None:
+        self.topic, self.pool, self.index = topic, pool, 0
+        self.next_id = snowflake(datetime.now(UTC))
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap, client_id=SETTINGS.client_id, acks="all",
+            enable_idempotence=True, compression_type="gzip", linger_ms=SETTINGS.linger_ms,
+            batch_size=SETTINGS.batch_size)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=SETTINGS.client_id)
+        self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+
+    def end_offsets(self) -> dict[int, int]:
+        return {tp.partition: offset for tp, offset in
+                self.consumer.end_offsets(self.partitions).items()}
+
+    def run(self, rate: float, seconds: float) -> Sent:
+        start_offsets = self.end_offsets()
+        created = {p: array("d") for p in range(PARTITIONS)}
+        pool, send, topic = self.pool, self.producer.send, self.topic
+        started = time.time()
+        sent = 0
+        while True:
+            now = time.time()
+            if now - started >= seconds:
+                break
+            due = min(int(rate * (now - started)) - sent, max(int(rate / 20), 1))
+            stamp = iso(now)
+            for _ in range(due):
+                template = pool[self.index]
+                self.index = (self.index + 1) % len(pool)
+                value = b"".join((template.head, str(self.next_id).encode(), template.middle,
+                                  stamp, template.tail))
+                self.next_id += 1
+                send(topic, key=template.key, value=value, partition=template.partition)
+                created[template.partition].append(now)
+            sent += due
+            time.sleep(max(0.0, 0.005 - (time.time() - now)))
+        ended = time.time()
+        self.producer.flush(timeout=120)
+        end_offsets = self.end_offsets()
+        for p in range(PARTITIONS):
+            if end_offsets[p] - start_offsets[p] != len(created[p]):
+                raise SystemExit(f"partition {p}: {end_offsets[p] - start_offsets[p]} records "
+                                 f"written, {len(created[p])} sent: another writer?")
+        return Sent(rate, started, ended, sent, start_offsets, end_offsets, created)
+
+    def close(self) -> None:
+        self.producer.close(timeout=30)
+        self.consumer.close()
+
+
+@dataclass
+class Sent:
+    rate: float
+    started: float
+    ended: float
+    count: int
+    start_offsets: dict[int, int]
+    end_offsets: dict[int, int]
+    created: dict[int, array]
+
+    @property
+    def achieved(self) -> float:
+        return self.count / (self.ended - self.started)
+
+
+# --- watching the job -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Seen:
+    """A job_progress row as a reader saw it first."""
+
+    at: float
+    query: str
+    batch_id: int
+    end_offsets: dict[int, int]
+
+
+class ProgressPoller(threading.Thread):
+    """Reads the instance's job_progress rows every POLL_SECONDS; keeps each new one."""
+
+    def __init__(self, store: CassandraStore, job: str) -> None:
+        super().__init__(daemon=True)
+        self.store, self.job = store, job
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        last: dict[str, tuple] = {}
+        while not self.stopping.is_set():
+            try:
+                rows = self.store.progress(self.job)
+            except Exception as error:  # a slow read: try again
+                console.log(f"[yellow]job_progress read failed: {error}")
+                rows = {}
+            at = time.time()
+            for query, row in rows.items():
+                offsets = dict(row.end_offsets or {})
+                if last.get(query) != (row.batch_id, tuple(sorted(offsets.items()))):
+                    last[query] = (row.batch_id, tuple(sorted(offsets.items())))
+                    with self.lock:
+                        self.seen.append(Seen(at, query, row.batch_id, offsets))
+            self.stopping.wait(POLL_SECONDS)
+
+    def rows(self, query: str) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen if s.query == query]
+
+    def caught_up(self, queries: tuple[str, ...], target: dict[int, int]) -> float | None:
+        """When every query's end offsets first reached ``target``, else None."""
+        moments = []
+        for query in queries:
+            moment = next((s.at for s in self.rows(query) if all(
+                s.end_offsets.get(p, 0) >= offset for p, offset in target.items())), None)
+            if moment is None:
+                return None
+            moments.append(moment)
+        return max(moments)
+
+
+def batch_log(path: Path, offset: int) -> dict[tuple[str, int], dict]:
+    """The job's per-batch log lines (query, batch) -> {duration_ms, input_rows}, after offset."""
+    out = {}
+    if not path.exists():
+        return out
+    with path.open("rb") as log:
+        log.seek(offset)
+        for line in log:
+            text = line.decode("utf-8", "replace")
+            if '"event": "batch"' in text:
+                record = json.loads(text[text.index("{"):])
+                out[(record["query"], record["batch"])] = record
+    return out
+
+
+# --- one instance ------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    mode: str
+    rate: float
+    achieved: float
+    posts: int
+    batches: int
+    max_batch_s: float
+    median_batch_s: float
+    max_batch_posts: int
+    caught_up_s: float | None  # from the last record sent to the instance having read it
+    fresh_p50_s: float | None
+    fresh_p95_s: float | None
+    not_visible: int
+    sustained: bool
+    why: str = ""
+    warmup: bool = False
+
+
+@dataclass
+class Instance:
+    mode: str
+    name: str
+    queries: tuple[str, ...]
+    fresh_query: str
+    deploy_s: float = 0.0
+    steps: list[Step] = field(default_factory=list)
+
+
+def supervisorctl(*args: str) -> str:
+    result = subprocess.run([str(SPARK_HOST / "venv" / "bin" / "supervisorctl"), "-c",
+                             str(SPARK_HOST / "supervisor" / "supervisord.conf"), *args],
+                            capture_output=True, text=True, timeout=120, check=False)
+    return result.stdout.strip()
+
+
+def deploy(variables: dict) -> None:
+    """ansible/playbooks/stream-job.yml with these role variables (waits for its health)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local",
+                             "ansible/playbooks/stream-job.yml", "-e", json.dumps(variables)],
+                            cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+                            check=False)
+    if result.returncode != 0:
+        raise SystemExit("deploying the benchmark instance failed:\n"
+                         + result.stdout[-3000:] + result.stderr[-1500:])
+
+
+def free_cores(master_ui: str) -> int | None:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{master_ui}/json/", timeout=10) as response:
+            state = json.load(response)
+        return state["cores"] - state["coresused"]
+    except OSError:
+        return None
+
+
+def measure_step(instance: Instance, poller: ProgressPoller, producer: PacedProducer,
+                 log: tuple[Path, int], rate: float, args: argparse.Namespace,
+                 warmup: bool = False) -> Step:
+    trigger = args.trigger_seconds
+    before = {q: max((s.batch_id for s in poller.rows(q)), default=-1) for q in instance.queries}
+    sent = producer.run(rate, args.warmup_seconds if warmup else args.step_seconds)
+    deadline = sent.ended + max(60.0, 4 * trigger)
+    while (done := poller.caught_up(instance.queries, sent.end_offsets)) is None \
+            and time.time() < deadline:
+        time.sleep(POLL_SECONDS)
+    time.sleep(1.0)  # the log line of the last batch
+    caught_up = None if done is None else done - sent.ended
+    durations = batch_log(*log)
+    batches = [durations.get((s.query, s.batch_id)) for q in instance.queries
+               for s in poller.rows(q) if s.batch_id > before[q]]
+    missing = sum(1 for b in batches if b is None)
+    batches = [b for b in batches if b is not None]
+    seconds = [b["duration_ms"] / 1000 for b in batches] or [0.0]
+    fresh, not_visible = freshness(poller.rows(instance.fresh_query), sent)
+    reasons = []
+    if sent.achieved < 0.97 * rate:
+        reasons.append(f"producer offered only {sent.achieved:.0f}/s")
+    if max(seconds) > trigger:
+        reasons.append(f"a batch took {max(seconds):.1f} s > trigger")
+    if caught_up is None or caught_up > 2 * trigger + 5:
+        reasons.append("not caught up within 2 triggers" if caught_up is not None
+                       else f"not caught up {deadline - sent.ended:.0f} s after the step")
+    if missing:
+        reasons.append(f"{missing} batches without a log line")
+    quantiles = statistics.quantiles(fresh, n=100) if len(fresh) >= 2 else None
+    return Step(instance.mode, rate, sent.achieved, sent.count, len(batches), max(seconds),
+                statistics.median(seconds),
+                max((b["input_rows"] for b in batches), default=0), caught_up,
+                quantiles[49] if quantiles else None, quantiles[94] if quantiles else None,
+                not_visible, not reasons, "; ".join(reasons), warmup)
+
+
+def freshness(seen: list[Seen], sent: Sent) -> tuple[list[float], int]:
+    """Seconds from each sent record's created_at to the first row that includes it."""
+    out: list[float] = []
+    not_visible = 0
+    for partition, created in sent.created.items():
+        first = sent.start_offsets[partition]
+        position = 0  # index into created: offset first + position
+        for row in seen:
+            end = row.end_offsets.get(partition, 0) - first
+            while position < min(end, len(created)):
+                out.append(row.at - created[position])
+                position += 1
+        not_visible += len(created) - position
+    return out, not_visible
+
+
+def run_instance(mode: str, args: argparse.Namespace, topic: str, store: CassandraStore,
+                 producer: PacedProducer, ladder: list[float]) -> Instance:
+    plain = mode == "plain"
+    name = f"{args.name}-count" if plain else args.name
+    instance = Instance(mode, name, (PLAIN_COUNT_QUERY,) if plain else JOB_QUERIES,
+                        PLAIN_COUNT_QUERY if plain else WINDOWS_QUERY)
+    supervisorctl("stop", name)
+    shutil.rmtree(SPARK_HOST / "data" / "stream-job" / name / "checkpoint", ignore_errors=True)
+    cores = free_cores(args.spark_ui)
+    if cores is not None and cores < 1:
+        console.log(f"[yellow]the Spark master has no free core: {name} will wait for one")
+    log_path = SPARK_HOST / "log" / "stream-job" / f"{name}.out"
+    log_offset = log_path.stat().st_size if log_path.exists() else 0
+    console.log(f"[bold]{mode}[/]: deploying {name} (trigger {args.trigger_seconds} s, 1 core)")
+    started = time.time()
+    deploy({"stream_job_name": name, "stream_job_topic": topic,
+            "stream_job_keyspace": args.keyspace, "stream_job_cores": 1,
+            "stream_job_trigger_seconds": args.trigger_seconds,
+            "stream_job_metrics_port": 0, "stream_job_health_timeout": 300,
+            "stream_job_extra_config": {"starting_offsets": "latest", "plain_count": plain}})
+    instance.deploy_s = time.time() - started
+    poller = ProgressPoller(store, name)
+    poller.start()
+    log = (log_path, log_offset)
+    try:
+        console.log(f"{mode}: warm-up, {args.warmup_seconds} s at {ladder[0]:g} posts/s")
+        instance.steps.append(measure_step(instance, poller, producer, log, ladder[0],
+                                           args, warmup=True))
+        console.log(_step_line(instance.steps[-1]))
+        passed, failed = None, None
+        for rate in ladder:
+            step = measure_step(instance, poller, producer, log, rate, args)
+            instance.steps.append(step)
+            console.log(_step_line(step))
+            if not step.sustained:
+                failed = rate
+                break
+            passed = rate
+        for _ in range(args.refine if passed is not None and failed is not None else 0):
+            rate = round((passed + failed) / 2, -1)
+            if rate in (passed, failed):
+                break
+            step = measure_step(instance, poller, producer, log, rate, args)
+            instance.steps.append(step)
+            console.log(_step_line(step))
+            passed, failed = (rate, failed) if step.sustained else (passed, rate)
+    finally:
+        poller.stopping.set()
+        poller.join()
+        supervisorctl("stop", name)
+    return instance
+
+
+def _step_line(step: Step) -> str:
+    verdict = "[green]sustained" if step.sustained else f"[red]not sustained[/] ({step.why})"
+    fresh = (f"freshness p50 {step.fresh_p50_s:.1f} s, p95 {step.fresh_p95_s:.1f} s"
+             if step.fresh_p50_s is not None else "no freshness")
+    label = "warm-up " if step.warmup else ""
+    return (f"{step.mode} {label}{step.rate:g}/s: offered {step.achieved:.0f}/s, "
+            f"{step.batches} batches, longest {step.max_batch_s:.1f} s, {fresh}: {verdict}")
+
+
+# --- the report ---------------------------------------------------------------------------
+
+def best(instance: dict) -> dict | None:
+    sustained = [s for s in instance["steps"] if s["sustained"] and not s["warmup"]]
+    return max(sustained, key=lambda s: s["rate"]) if sustained else None
+
+
+def report(results: list[dict]) -> None:
+    instances = {i["mode"]: i for result in results for i in result["instances"]}
+    meta = results[-1]["meta"]
+    table = Table(title=f"stream job vs plain count (trigger {meta['trigger_seconds']} s, "
+                        f"{meta['step_seconds']} s per rate, 1 executor core each)")
+    for column in ("mode", "posts/s offered", "achieved", "batches", "longest batch s",
+                   "median batch s", "caught up s", "fresh p50 s", "fresh p95 s", "sustained"):
+        table.add_column(column, justify="left" if column in ("mode", "sustained") else "right")
+
+    def fmt(value, digits=1):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for mode in ("job", "plain"):
+        for step in sorted((s for s in instances.get(mode, {"steps": []})["steps"]
+                            if not s["warmup"]), key=lambda s: s["rate"]):
+            table.add_row(mode, f"{step['rate']:g}", f"{step['achieved']:.0f}",
+                          str(step["batches"]), fmt(step["max_batch_s"]),
+                          fmt(step["median_batch_s"]), fmt(step["caught_up_s"]),
+                          fmt(step["fresh_p50_s"]), fmt(step["fresh_p95_s"]),
+                          "yes" if step["sustained"] else f"no: {step['why']}")
+    console.print(table)
+    job, plain = (best(instances[m]) if m in instances else None for m in ("job", "plain"))
+    for mode, top in (("job", job), ("plain", plain)):
+        if mode in instances:
+            console.print(f"{mode}: highest sustained rate "
+                          f"{'none' if top is None else format(top['rate'], 'g')} posts/s")
+    if job and plain:
+        plain_limited = all(s["sustained"] or "producer" in s["why"]
+                            for s in instances["plain"]["steps"])
+        console.print(f"sustained rate, job / plain count: {job['rate'] / plain['rate']:.2f}"
+                      + (" (at most: the plain count was never saturated)"
+                         if plain_limited else ""))
+        same = next((s for s in instances["plain"]["steps"]
+                     if s["rate"] == job["rate"] and not s["warmup"]), None)
+        if same and same["fresh_p50_s"] and job["fresh_p50_s"]:
+            console.print(
+                f"freshness at {job['rate']:g} posts/s, job / plain count: "
+                f"p50 {job['fresh_p50_s']:.1f} / {same['fresh_p50_s']:.1f} s = "
+                f"{job['fresh_p50_s'] / same['fresh_p50_s']:.2f}, "
+                f"p95 {job['fresh_p95_s']:.1f} / {same['fresh_p95_s']:.1f} s = "
+                f"{job['fresh_p95_s'] / same['fresh_p95_s']:.2f}")
+    console.print(f"measured {meta['started']} on {meta['machine']}")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="250,500,1000,2000,4000,8000",
+                        type=lambda text: [float(r) for r in text.split(",")],
+                        help="posts/s, increasing (default: %(default)s)")
+    parser.add_argument("--step-seconds", type=float, default=60)
+    parser.add_argument("--warmup-seconds", type=float, default=30)
+    parser.add_argument("--trigger-seconds", type=int, default=10)
+    parser.add_argument("--refine", type=int, default=1,
+                        help="bisections between the last sustained rate and the first not")
+    parser.add_argument("--modes", default="job,plain", help="job, plain or both, in order")
+    parser.add_argument("--name", default="stream-job-bench", help="the instance's name "
+                        "(the plain count's is NAME-count)")
+    parser.add_argument("--keyspace", default="evilnet_bench")
+    parser.add_argument("--bootstrap", default=os.environ.get(
+        "EVILNET_KAFKA_BOOTSTRAP", "127.0.1.4:9092,127.0.1.5:9092"))
+    parser.add_argument("--cassandra", default=os.environ.get(
+        "EVILNET_CASSANDRA_HOSTS", "127.0.1.6"))
+    parser.add_argument("--spark-ui", default="http://127.0.1.7:8080")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON")
+    parser.add_argument("--report", type=Path, nargs="+", help="print saved runs, measure nothing")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    if args.report:
+        report([json.loads(path.read_text()) for path in args.report])
+        return
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not set(modes) <= {"job", "plain"}:
+        raise SystemExit("--modes takes job and/or plain")
+    meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, shared with the whole local stack",
+            "trigger_seconds": args.trigger_seconds, "step_seconds": args.step_seconds,
+            "warmup_seconds": args.warmup_seconds, "rates": args.rates}
+    result = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--hosts", args.cassandra,
+                             "--keyspace", args.keyspace], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"evilnet schema apply failed: {result.stderr}")
+    bootstrap = [server.strip() for server in args.bootstrap.split(",")]
+    topic = f"evilnet.bench.tweets-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=SETTINGS.client_id)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 2,
+                                  topic_configs={"retention.ms": "86400000"})])
+    console.log(f"topic {topic}; records from the generator")
+    pool = templates(20_000)
+    check = PostRecord.model_validate_json(b"".join((pool[0].head, b"1", pool[0].middle,
+                                                    iso(time.time()), pool[0].tail)))
+    assert check.city.encode() == pool[0].key
+    cluster, session = connect(args.cassandra.split(","))
+    producer = PacedProducer(bootstrap, topic, pool)
+    instances: list[Instance] = []
+    try:
+        for mode in modes:
+            ladder = list(args.rates)
+            job = next((best(asdict(i)) for i in instances if i.mode == "job"), None)
+            if mode == "plain" and job is not None:
+                # The plain count from the job's highest sustained rate up: the freshness
+                # ratio at that rate, then the plain count's own limit.
+                ladder = [job["rate"], *(rate for rate in ladder if rate > job["rate"])]
+            instances.append(run_instance(mode, args, topic,
+                                          CassandraStore(session, args.keyspace), producer,
+                                          ladder))
+    finally:
+        producer.close()
+        cluster.shutdown()
+        admin.delete_topics([topic])
+        admin.close()
+        saved = {"meta": meta, "instances": [asdict(i) for i in instances]}
+        if args.out:
+            args.out.write_text(json.dumps(saved, indent=1))
+    report([saved])
+
+
+if __name__ == "__main__":
+    main()
