@@ -1,0 +1,106 @@
+"""Helpers of the monitoring tests: the dashboards' code, and Grafana's substitutions.
+
+Grafana and the Cassandra datasource plugin turn a panel's CQL into what Cassandra
+runs in two steps, both reproduced here: the frontend interpolates the dashboard's
+variables with their format (``${city:sqlstring}``), and the plugin replaces its
+time macros ``$__timeFrom`` / ``$__timeTo`` with the range in epoch milliseconds.
+The plugin then groups the result rows by the value of their first column (one
+data frame per value), which is what a panel shows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+GENERATOR = REPO_ROOT / "grafana" / "generate.py"
+MONITOR_ROOT = REPO_ROOT / ".run" / "hosts" / "monitor"
+
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<format>\w+))?\}|\$(?P<bare>[A-Za-z]\w*)")
+
+
+def load_generator():
+    """grafana/generate.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("evilnet_grafana_generate", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def sqlstring(values: Iterable[str]) -> str:
+    """Grafana's ``sqlstring`` variable format: each value quoted, quotes doubled."""
+    quoted = []
+    for value in values:
+        assert '"' not in value and "\\" not in value, value  # Grafana escapes these with \\
+        quoted.append("'" + value.replace("'", "''") + "'")
+    return ",".join(quoted)
+
+
+def millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def interpolate(text: str, variables: dict[str, list[str]], start: datetime | None = None,
+                end: datetime | None = None) -> str:
+    """``text`` as Cassandra receives it from Grafana and the plugin."""
+    def variable(match: re.Match) -> str:
+        name = match["name"] or match["bare"]
+        if name not in variables:
+            raise AssertionError(f"the test gives no value for ${name} in: {text}")
+        if match["format"] != "sqlstring":
+            raise AssertionError(f"${name} must use the sqlstring format (CQL quoting): {text}")
+        return sqlstring(variables[name])
+
+    if start is not None and end is not None:
+        text = text.replace("$__timeFrom", str(millis(start))).replace(
+            "$__timeTo", str(millis(end)))
+    text = _VARIABLE.sub(variable, text)
+    assert "$" not in text, f"unsubstituted macro or variable: {text}"
+    return text
+
+
+def frames(rows: list) -> dict[str, list[tuple]]:
+    """The plugin's data frames: rows grouped by the value of their first column."""
+    grouped: dict[str, list[tuple]] = {}
+    for row in rows:
+        grouped.setdefault(str(row[0]), []).append(tuple(row))
+    return grouped
+
+
+def cassandra_targets(dashboard: dict) -> list[tuple[dict, dict]]:
+    """(panel, target) of every Cassandra query of a dashboard, rows' panels included."""
+    found = []
+    for panel in dashboard["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            for target in inner.get("targets", []):
+                if "rawQuery" in target:
+                    found.append((inner, target))
+    return found
+
+
+def prometheus_targets(dashboard: dict) -> list[tuple[dict, dict]]:
+    found = []
+    for panel in dashboard["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            for target in inner.get("targets", []):
+                if "expr" in target:
+                    found.append((inner, target))
+    return found
+
+
+def run_playbook(playbook: str, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local", playbook,
+                           *extra], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)

@@ -1,0 +1,93 @@
+"""Prometheus on the local stack: every target up, every panel expression answered,
+and the configuration and rules the role rendered pass promtool."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import requests
+from monitoring_helpers import MONITOR_ROOT, REPO_ROOT, prometheus_targets
+
+from evilnet.plan_cli import deployed_shards
+
+pytestmark = pytest.mark.stack
+
+# What must be scraped on the local inventory: job -> number of targets.
+EXPECTED_JOBS = {"zookeeper": 3, "kafka": 2, "cassandra": 1, "spark_master": 1,
+                 "spark_workers": 1, "spark_driver": 1, "stream_job": 1, "prometheus": 1}
+LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
+# Counters with labels appear with their first event: a healthy stack may have none.
+MAY_BE_EMPTY = ("evilnet_producer_dead_letters_total", "evilnet_producer_reconnects_total")
+
+
+def api(url: str, path: str, **params) -> dict:
+    response = requests.get(f"{url}/api/v1/{path}", params=params, timeout=10)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "success", body
+    return body["data"]
+
+
+def test_every_scrape_target_is_up(prometheus_url: str, stack) -> None:
+    deadline = time.monotonic() + 90  # a target restarted a moment ago: a few scrapes
+    while True:
+        targets = api(prometheus_url, "targets", state="active")["activeTargets"]
+        down = [(t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in targets
+                if t["health"] != "up"]
+        if not down or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert not down, f"targets not up: {down}"
+    jobs: dict[str, list[dict]] = {}
+    for target in targets:
+        jobs.setdefault(target["labels"]["job"], []).append(target["labels"])
+    assert {job: len(found) for job, found in jobs.items() if job != "producers"} \
+        == EXPECTED_JOBS
+    # One target per producer shard that the producers hosts run (their deployed.json).
+    shards = {f"{s['address']}:{s['metrics_port']}" for s in deployed_shards(LOCAL_INVENTORY)}
+    assert shards and {labels["instance"] for labels in jobs["producers"]} == shards
+    assert all(labels.get("host") for found in jobs.values() for labels in found)
+
+
+def test_every_prometheus_panel_expression_answers(prometheus_url: str, generator) -> None:
+    dashboards = generator.dashboards()
+    expressions = [(panel["title"], target["expr"]) for board in dashboards.values()
+                   for panel, target in prometheus_targets(board)]
+    assert len(expressions) >= 12
+    empty = []
+    for title, expr in expressions:
+        result = api(prometheus_url, "query", query=expr)["result"]
+        if not result and not any(name in expr for name in MAY_BE_EMPTY):
+            empty.append((title, expr))
+    assert not empty, f"expressions without any series on the running stack: {empty}"
+
+
+def test_the_job_lag_and_batch_duration_are_measured(prometheus_url: str, generator) -> None:
+    lag = next(target["expr"] for panel, target in
+           prometheus_targets(generator.dashboards()["pipeline-health.json"])
+           if panel["title"] == "Consumer lag of the stream job")
+    series = api(prometheus_url, "query", query=lag)["result"]
+    assert {s["metric"]["query"] for s in series} == {"windows", "hours"}
+    assert all(float(s["value"][1]) >= 0 for s in series)
+    trigger = api(prometheus_url, "query", query="evilnet_job_trigger_seconds")["result"]
+    assert {float(s["value"][1]) for s in trigger} == {60.0}
+
+
+def test_alert_rules_are_loaded(prometheus_url: str) -> None:
+    groups = api(prometheus_url, "rules")["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"TargetDown", "KafkaUnderReplicatedPartitions", "StreamJobLagging",
+            "StreamJobBatchesSlowerThanTrigger", "ProducerDeadLetters"} <= names
+    assert all(rule["health"] == "ok" for group in groups for rule in group["rules"])
+
+
+@pytest.mark.parametrize(("command", "path"), [
+    ("config", "etc/prometheus/prometheus.yml"),
+    ("rules", "etc/prometheus/evilnet.rules.yml"),
+])
+def test_promtool_checks_what_the_role_rendered(command: str, path: str) -> None:
+    result = subprocess.run(["promtool", "check", command, str(MONITOR_ROOT / path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
