@@ -279,6 +279,9 @@ class Step:
     sustained: bool
     why: str = ""
     warmup: bool = False
+    longest_s: dict[str, float] = field(default_factory=dict)  # per query
+    trigger_s: int = 0
+    load_1m: float = 0.0  # the machine's load average at the step's end
 
 
 @dataclass
@@ -355,7 +358,10 @@ def measure_step(instance: Instance, poller: ProgressPoller, producer: PacedProd
                 statistics.median(seconds),
                 max((b["input_rows"] for b in batches), default=0), caught_up,
                 quantiles[49] if quantiles else None, quantiles[94] if quantiles else None,
-                not_visible, not reasons, "; ".join(reasons), warmup)
+                not_visible, not reasons, "; ".join(reasons), warmup,
+                {q: max((b["duration_ms"] / 1000 for b in batches if b["query"] == q),
+                        default=0.0) for q in instance.queries},
+                trigger, os.getloadavg()[0])
 
 
 def freshness(seen: list[Seen], sent: Sent) -> tuple[list[float], int]:
@@ -432,8 +438,9 @@ def _step_line(step: Step) -> str:
     fresh = (f"freshness p50 {step.fresh_p50_s:.1f} s, p95 {step.fresh_p95_s:.1f} s"
              if step.fresh_p50_s is not None else "no freshness")
     label = "warm-up " if step.warmup else ""
+    longest = ", ".join(f"{q} {s:.1f} s" for q, s in step.longest_s.items())
     return (f"{step.mode} {label}{step.rate:g}/s: offered {step.achieved:.0f}/s, "
-            f"{step.batches} batches, longest {step.max_batch_s:.1f} s, {fresh}: {verdict}")
+            f"{step.batches} batches, longest {longest}, {fresh}: {verdict}")
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -444,12 +451,14 @@ def best(instance: dict) -> dict | None:
 
 
 def report(results: list[dict]) -> None:
-    instances = {i["mode"]: i for result in results for i in result["instances"]}
+    instances = {i["mode"]: {**i, "meta": result["meta"]}
+                 for result in results for i in result["instances"]}
     meta = results[-1]["meta"]
-    table = Table(title=f"stream job vs plain count (trigger {meta['trigger_seconds']} s, "
-                        f"{meta['step_seconds']} s per rate, 1 executor core each)")
-    for column in ("mode", "posts/s offered", "achieved", "batches", "longest batch s",
-                   "median batch s", "caught up s", "fresh p50 s", "fresh p95 s", "sustained"):
+    table = Table(title=f"stream job vs plain count ({meta['step_seconds']:g} s per rate, "
+                        "1 executor core each)")
+    for column in ("mode", "trigger s", "posts/s offered", "achieved", "batches",
+                   "longest batch s", "median batch s", "caught up s", "fresh p50 s",
+                   "fresh p95 s", "load", "sustained"):
         table.add_column(column, justify="left" if column in ("mode", "sustained") else "right")
 
     def fmt(value, digits=1):
@@ -458,10 +467,14 @@ def report(results: list[dict]) -> None:
     for mode in ("job", "plain"):
         for step in sorted((s for s in instances.get(mode, {"steps": []})["steps"]
                             if not s["warmup"]), key=lambda s: s["rate"]):
-            table.add_row(mode, f"{step['rate']:g}", f"{step['achieved']:.0f}",
-                          str(step["batches"]), fmt(step["max_batch_s"]),
+            table.add_row(mode, str(instances[mode]["meta"]["trigger_seconds"]),
+                          f"{step['rate']:g}", f"{step['achieved']:.0f}",
+                          str(step["batches"]), " / ".join(
+                              f"{q} {v:.1f}" for q, v in step.get("longest_s", {}).items())
+                          or fmt(step["max_batch_s"]),
                           fmt(step["median_batch_s"]), fmt(step["caught_up_s"]),
                           fmt(step["fresh_p50_s"]), fmt(step["fresh_p95_s"]),
+                          fmt(step.get("load_1m")),
                           "yes" if step["sustained"] else f"no: {step['why']}")
     console.print(table)
     job, plain = (best(instances[m]) if m in instances else None for m in ("job", "plain"))
@@ -494,9 +507,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rates", default="250,500,1000,2000,4000,8000",
                         type=lambda text: [float(r) for r in text.split(",")],
                         help="posts/s, increasing (default: %(default)s)")
-    parser.add_argument("--step-seconds", type=float, default=60)
+    parser.add_argument("--trigger-seconds", type=int, default=20)
+    parser.add_argument("--step-seconds", type=float, default=60,
+                        help="seconds of production per rate (default: 3 triggers)")
     parser.add_argument("--warmup-seconds", type=float, default=30)
-    parser.add_argument("--trigger-seconds", type=int, default=10)
     parser.add_argument("--refine", type=int, default=1,
                         help="bisections between the last sustained rate and the first not")
     parser.add_argument("--modes", default="job,plain", help="job, plain or both, in order")
