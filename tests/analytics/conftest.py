@@ -65,7 +65,10 @@ def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterat
                   ignore_errors=True)
     run = deploy_job({"stream_job_name": JOB_NAME, "stream_job_topic": topic,
                       "stream_job_keyspace": keyspace, "stream_job_trigger_seconds": 5,
-                      "stream_job_health_timeout": 240})
+                      "stream_job_health_timeout": 240,
+                      # The production instance's metrics endpoint and Spark UI
+                      # (Prometheus scrapes them) stay its own.
+                      "stream_job_metrics_port": 0, "stream_job_ui_port": 4041})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host)
     # Free the cluster's cores; the definition stays for the next session.
