@@ -104,3 +104,23 @@ def run_playbook(playbook: str, *extra: str, timeout: float = 900) -> subprocess
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local", playbook,
                            *extra], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)
+
+
+def render_for_production(role: str, template: str, target: Path) -> None:
+    """A role's template for the production example's monitor host, with the role's
+    defaults, as the role would render it there (rendered here, nothing is reached)."""
+    result = subprocess.run(
+        [str(BIN / "ansible"), "-i", "inventories/production", "monitor.evilnet.internal",
+         "-c", "local", "-e", "ansible_become=false",
+         "-e", f"ansible_python_interpreter={BIN / 'python'}",
+         "-e", "@ansible/playbooks/group_vars/all.yml",
+         "-e", f"@ansible/roles/{role}/defaults/main.yml",
+         "-e", f"role_path={REPO_ROOT / 'ansible' / 'roles' / role}",
+         "-m", "ansible.builtin.copy",
+         "-a", f"content={{{{ lookup('ansible.builtin.template', "
+               f"'{REPO_ROOT / 'ansible' / 'roles' / role / 'templates' / template}') }}}} "
+               f"dest={target} mode=0644"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": f"{BIN}:/usr/bin:/bin",
+             "HOME": str(Path.home())})
+    assert result.returncode == 0, result.stdout + result.stderr

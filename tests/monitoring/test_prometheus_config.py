@@ -9,34 +9,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from monitoring_helpers import BIN, REPO_ROOT
+from monitoring_helpers import render_for_production
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
                                 reason="promtool (Debian's prometheus package) is not installed")
 
-TEMPLATES = REPO_ROOT / "ansible" / "roles" / "prometheus" / "templates"
-
-
-def render(template: str, target: Path) -> None:
-    """The role's template for the production monitor host, with the role's defaults."""
-    result = subprocess.run(
-        [str(BIN / "ansible"), "-i", "inventories/production", "monitor.evilnet.internal",
-         "-c", "local", "-e", "ansible_become=false",
-         "-e", f"ansible_python_interpreter={BIN / 'python'}",
-         "-e", "@ansible/playbooks/group_vars/all.yml",
-         "-e", "@ansible/roles/prometheus/defaults/main.yml",
-         "-m", "ansible.builtin.copy",
-         "-a", f"content={{{{ lookup('ansible.builtin.template', '{TEMPLATES / template}') }}}} "
-               f"dest={target} mode=0644"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
-        env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": f"{BIN}:/usr/bin:/bin",
-             "HOME": str(Path.home())})
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_production_scrape_config_passes_promtool(tmp_path: Path) -> None:
     config = tmp_path / "prometheus.yml"
-    render("prometheus.yml.j2", config)
+    render_for_production("prometheus", "prometheus.yml.j2", config)
     # --syntax-only: the rule file it names lives on the production host.
     check = subprocess.run(["promtool", "check", "config", "--syntax-only", str(config)],
                            capture_output=True, text=True, timeout=60, check=False)
@@ -56,7 +36,7 @@ def test_production_scrape_config_passes_promtool(tmp_path: Path) -> None:
 
 def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
     rules = tmp_path / "evilnet.rules.yml"
-    render("evilnet.rules.yml.j2", rules)
+    render_for_production("prometheus", "evilnet.rules.yml.j2", rules)
     check = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True,
                            text=True, timeout=60, check=False)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -1,0 +1,28 @@
+"""The grafana role's provisioning templates for the production example inventory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from monitoring_helpers import render_for_production
+
+
+def test_production_datasources_name_every_cassandra_node_and_prometheus(tmp_path: Path,
+                                                                          generator) -> None:
+    target = tmp_path / "datasources.yaml"
+    render_for_production("grafana", "datasources.yaml.j2", target)
+    config = yaml.safe_load(target.read_text())
+    by_uid = {source["uid"]: source for source in config["datasources"]}
+    assert by_uid[generator.CASSANDRA.uid]["url"] == (
+        "10.20.3.11:9042,10.20.3.12:9042,10.20.3.13:9042")
+    assert by_uid[generator.PROMETHEUS.uid]["url"] == "http://10.20.6.10:9090"
+    assert "secureJsonData" not in by_uid[generator.CASSANDRA.uid]  # no password set
+
+
+def test_production_dashboard_provider_loads(tmp_path: Path) -> None:
+    target = tmp_path / "dashboards.yaml"
+    render_for_production("grafana", "dashboards.yaml.j2", target)
+    (provider,) = yaml.safe_load(target.read_text())["providers"]
+    assert provider["options"]["path"] == "/opt/evilnet/data/grafana/dashboards"
+    assert provider["disableDeletion"] is True and provider["allowUiUpdates"] is False
