@@ -398,7 +398,10 @@ def run_instance(mode: str, args: argparse.Namespace, topic: str, store: Cassand
     deploy({"stream_job_name": name, "stream_job_topic": topic,
             "stream_job_keyspace": args.keyspace, "stream_job_cores": 1,
             "stream_job_trigger_seconds": args.trigger_seconds,
-            "stream_job_metrics_port": 0, "stream_job_health_timeout": 300,
+            "stream_job_health_timeout": 300,
+            # The production instance's metrics endpoint and Spark UI (Prometheus
+            # scrapes them) stay its own; the tests' instance has UI port 4041.
+            "stream_job_metrics_port": 0, "stream_job_ui_port": 4043 if plain else 4042,
             "stream_job_extra_config": {"starting_offsets": "latest", "plain_count": plain}})
     instance.deploy_s = time.time() - started
     poller = ProgressPoller(store, name)
