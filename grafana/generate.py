@@ -33,6 +33,7 @@ from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
+    DashboardLinkType,
     DataSourceRef,
     DataTransformerConfig,
     Threshold,
@@ -265,11 +266,19 @@ def pipeline_health() -> dash.Dashboard:
     return board
 
 
+def linked(board: dash.Dashboard) -> dash.Dashboard:
+    """A menu of the other EvilNet dashboards, keeping the time range and variables."""
+    return board.link(dash.DashboardLink("EvilNet").type(DashboardLinkType.DASHBOARDS)
+                      .tags(["evilnet"]).as_dropdown(True).keep_time(True)
+                      .include_vars(True))
+
+
 def dashboards(keyspace: str | None = None) -> dict[str, dict]:
     """Every dashboard's JSON model, by file name."""
     cql = Statements(keyspace) if keyspace else Statements()
-    built = {"city-trends.json": city_trends(cql), "top-cities.json": top_cities(cql),
-             "pipeline-health.json": pipeline_health()}
+    built = {"city-trends.json": linked(city_trends(cql)),
+             "top-cities.json": linked(top_cities(cql)),
+             "pipeline-health.json": linked(pipeline_health())}
     return {name: json.loads(json.dumps(board.build(), cls=JSONEncoder))
             for name, board in built.items()}
 
