@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -144,8 +145,9 @@ def _pip(*args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
 
 
-def stage_python(pyspark_version: str, cache: Path, progress: Progress) -> dict[str, StagedFile]:
-    """The wheelhouse: the project's wheel, its dependencies and pyspark."""
+def stage_python(pyspark_version: str, uv_version: str, cache: Path,
+                 progress: Progress) -> dict[str, StagedFile]:
+    """The wheelhouse: the project's wheel, its dependencies, pyspark, and uv."""
     wheelhouse = cache / "wheelhouse"
     wheelhouse.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(_EPOCH)}
@@ -185,7 +187,16 @@ def stage_python(pyspark_version: str, cache: Path, progress: Progress) -> dict[
     else:
         progress(f"pyspark {pyspark_version}: cached")
 
-    runtime = _pack_runtime_wheels(wheelhouse, cache, exclude=pyspark[0].name)
+    uv = sorted(wheelhouse.glob(f"uv-{uv_version}-*.whl"))
+    if not uv:
+        progress(f"uv {uv_version}: downloading its wheel")
+        _run(_pip("download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(wheelhouse),
+                  f"uv=={uv_version}"), f"staging uv {uv_version}")
+        uv = sorted(wheelhouse.glob(f"uv-{uv_version}-*.whl"))
+    else:
+        progress(f"uv {uv_version}: cached")
+
+    runtime = pack_runtime_wheels(wheelhouse, cache, pyspark=pyspark[0], uv=uv[0])
     return {
         "runtime": runtime,
         "evilnet": StagedFile(project_wheel.name, _wheel_version(project_wheel),
@@ -195,13 +206,15 @@ def stage_python(pyspark_version: str, cache: Path, progress: Progress) -> dict[
     }
 
 
-def _pack_runtime_wheels(wheelhouse: Path, cache: Path, exclude: str) -> StagedFile:
-    """One archive with every wheel a host's runtime needs (all but pyspark).
+def pack_runtime_wheels(wheelhouse: Path, cache: Path, pyspark: Path, uv: Path) -> StagedFile:
+    """One archive with every wheel a host's runtime needs, and the uv that installs them.
 
+    pyspark, large and needed on Spark hosts only, travels on its own. uv goes as its
+    bare binary (the wheel's script): hosts run it, they never install it.
     Named by its content, so hosts unpack a new directory exactly when a wheel changed.
     """
-    wheels = sorted(p for p in wheelhouse.glob("*.whl") if p.name != exclude)
-    key = _spec_key({p.name: _sha256(p) for p in wheels})
+    wheels = sorted(p for p in wheelhouse.glob("*.whl") if p not in (pyspark, uv))
+    key = _spec_key({p.name: _sha256(p) for p in [*wheels, uv]})
     name = f"runtime-wheels-{key}"
     archive = cache / "runtime" / f"{name}.tar.gz"
     if not archive.exists():
@@ -211,8 +224,16 @@ def _pack_runtime_wheels(wheelhouse: Path, cache: Path, exclude: str) -> StagedF
         with tempfile.TemporaryDirectory(prefix="stage-runtime-") as work:
             for wheel in wheels:
                 shutil.copy2(wheel, work)
+            _extract_uv_binary(uv, Path(work) / "uv")
             _reproducible_tar(Path(work), name, archive)
     return StagedFile(name, key, str(archive), _sha256(archive))
+
+
+def _extract_uv_binary(wheel: Path, target: Path) -> None:
+    version = _wheel_version(wheel)
+    with zipfile.ZipFile(wheel) as archive:
+        target.write_bytes(archive.read(f"uv-{version}.data/scripts/uv"))
+    target.chmod(0o755)
 
 
 def _wheel_version(wheel: Path) -> str:
@@ -245,10 +266,9 @@ def stage(pins_file: Path = DEFAULT_PINS, cache: Path | None = None,
             name, str(spec["version"]), list(spec["artifacts"]), cache, progress,
             spec.get("only")))
     manifest["maven"] = maven
-    manifest["python"] = {
-        name: asdict(staged)
-        for name, staged in stage_python(str(pins["python"]["pyspark"]), cache, progress).items()
-    }
+    python = pins["python"]
+    staged_python = stage_python(str(python["pyspark"]), str(python["uv"]), cache, progress)
+    manifest["python"] = {name: asdict(staged) for name, staged in staged_python.items()}
     path = cache / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
