@@ -178,32 +178,28 @@ def stage_python(pyspark_version: str, uv_version: str, cache: Path,
     _run(_pip("wheel", "-q", "-w", str(wheelhouse), "--find-links", str(wheelhouse),
               str(project_wheel)), "resolving the project's dependencies")
 
-    pyspark = sorted(wheelhouse.glob(f"pyspark-{pyspark_version}-*.whl"))
-    if not pyspark:
-        progress(f"pyspark {pyspark_version}: building its wheel (large, once)")
-        _run(_pip("wheel", "-q", "--no-deps", "-w", str(wheelhouse), f"pyspark=={pyspark_version}"),
-             f"staging pyspark {pyspark_version}")
-        pyspark = sorted(wheelhouse.glob(f"pyspark-{pyspark_version}-*.whl"))
-    else:
-        progress(f"pyspark {pyspark_version}: cached")
+    pyspark = _pinned_wheel(wheelhouse, "pyspark", pyspark_version, progress)
+    uv = _pinned_wheel(wheelhouse, "uv", uv_version, progress)
 
-    uv = sorted(wheelhouse.glob(f"uv-{uv_version}-*.whl"))
-    if not uv:
-        progress(f"uv {uv_version}: downloading its wheel")
-        _run(_pip("download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(wheelhouse),
-                  f"uv=={uv_version}"), f"staging uv {uv_version}")
-        uv = sorted(wheelhouse.glob(f"uv-{uv_version}-*.whl"))
-    else:
-        progress(f"uv {uv_version}: cached")
-
-    runtime = pack_runtime_wheels(wheelhouse, cache, pyspark=pyspark[0], uv=uv[0])
+    runtime = pack_runtime_wheels(wheelhouse, cache, pyspark=pyspark, uv=uv)
     return {
         "runtime": runtime,
         "evilnet": StagedFile(project_wheel.name, _wheel_version(project_wheel),
                               str(project_wheel), _sha256(project_wheel)),
-        "pyspark": StagedFile(pyspark[0].name, pyspark_version, str(pyspark[0]),
-                              _sha256(pyspark[0])),
+        "pyspark": StagedFile(pyspark.name, pyspark_version, str(pyspark), _sha256(pyspark)),
     }
+
+
+def _pinned_wheel(wheelhouse: Path, name: str, version: str, progress: Progress) -> Path:
+    """``name==version`` as one wheel in the wheelhouse, without its dependencies."""
+    pattern = f"{name}-{version}-*.whl"
+    if not any(wheelhouse.glob(pattern)):
+        progress(f"{name} {version}: staging its wheel (once)")
+        _run(_pip("wheel", "-q", "--no-deps", "-w", str(wheelhouse), f"{name}=={version}"),
+             f"staging {name} {version}")
+    else:
+        progress(f"{name} {version}: cached")
+    return sorted(wheelhouse.glob(pattern))[0]
 
 
 def pack_runtime_wheels(wheelhouse: Path, cache: Path, pyspark: Path, uv: Path) -> StagedFile:
