@@ -255,7 +255,10 @@ class ProgressListener(StreamingQueryListener):
             "event": "batch", "query": progress.name, "batch": progress.batchId,
             "input_rows": progress.numInputRows, "bad_records": bad_records,
             "late_rows": late_rows, "watermark": watermark,
-            "duration_ms": progress.durationMs.get("triggerExecution")}))
+            "duration_ms": progress.durationMs.get("triggerExecution"),
+            # Where the batch's time went (addBatch, queryPlanning, walCommit...):
+            # a slow batch is explained by its own log line.
+            "phases_ms": dict(progress.durationMs)}))
 
     def onQueryIdle(self, event) -> None:
         name = {str(q.id): q.name for q in self.spark.streams.active}.get(str(event.id))
