@@ -23,6 +23,7 @@ from analytics_helpers import (
     wait_until,
 )
 
+from evilnet.platform.health import wait_until_healthy
 from evilnet.schema import JOB_QUERIES, METRICS, PLAIN_COUNT_QUERY
 from evilnet.spark import reference
 from evilnet.spark.check import end_offsets, run_check
@@ -163,10 +164,12 @@ def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, 
     assert "RUNNING" in supervisorctl("kafka1", "status", "kafka")
     assert run.replay_summary.unacknowledged == 0
     assert run.comparison.differences() == {}
-    # The broker is back in every ISR before the next test.
-    wait_until(lambda: all(check().ok for service, _, check in stack.health_checks()
-                           if service == "kafka"), 180,
-               "kafka1 to rejoin with no under-replicated partition")
+    # The broker is back in every ISR before the next test. Until it listens, the
+    # check's connection is refused: wait_until_healthy counts that as not ready.
+    for service, _, check in stack.health_checks():
+        if service == "kafka":
+            health = wait_until_healthy(check, 180)
+            assert health.ok, f"kafka1 did not rejoin with no under-replicated partition: {health}"
 
 
 def test_progress_health_follows_the_plain_count_baseline(store, cassandra_host: str,
