@@ -37,19 +37,6 @@ def deploy_job(variables: dict) -> subprocess.CompletedProcess:
                           check=False)
 
 
-def supervisorctl(host: str, *args: str) -> str:
-    root = REPO_ROOT / ".run" / "hosts" / host
-    result = subprocess.run([str(root / "venv" / "bin" / "supervisorctl"), "-c",
-                             str(root / "supervisor" / "supervisord.conf"), *args],
-                            capture_output=True, text=True, timeout=120, check=False)
-    return result.stdout
-
-
-def service_pid(host: str, service: str) -> int | None:
-    out = supervisorctl(host, "pid", service).strip()
-    return int(out) if out.isdigit() and int(out) > 0 else None
-
-
 def wait_until(condition: Callable[[], object], timeout: float, what: str,
                interval: float = 1.0):
     deadline = time.monotonic() + timeout

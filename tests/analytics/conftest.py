@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from analytics_helpers import JOB_NAME, KEYSPACE, SPARK_HOST, deploy_job, evilnet, supervisorctl
+from analytics_helpers import JOB_NAME, KEYSPACE, SPARK_HOST, deploy_job, evilnet
 from kafka.admin import KafkaAdminClient, NewTopic
+from supervised import supervisorctl
 
 from evilnet.spark.store import CassandraStore, connect
 

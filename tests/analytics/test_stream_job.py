@@ -18,10 +18,9 @@ from analytics_helpers import (
     acceptance_lines,
     evilnet,
     max_disorder,
-    service_pid,
-    supervisorctl,
     wait_until,
 )
+from supervised import service_pid, supervisorctl
 
 from evilnet.platform.health import wait_until_healthy
 from evilnet.schema import JOB_QUERIES, METRICS, PLAIN_COUNT_QUERY

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from supervised import service_pid
 
 from evilnet.contracts import TWEETS_TOPIC
 from evilnet.platform.inventory import Inventory
@@ -46,14 +47,6 @@ def _run_pipeline(cities: str, topics: str, plan_dir: Path) -> dict[str, str]:
         assert result.returncode == 0, f"stage {stage}:\n{result.stdout[-4000:]}{result.stderr}"
         outputs[stage] = result.stdout
     return outputs
-
-
-def _pid(service: str) -> int:
-    result = subprocess.run(
-        [str(PRODUCER_HOST_ROOT / "venv" / "bin" / "supervisorctl"), "-c",
-         str(PRODUCER_HOST_ROOT / "supervisor" / "supervisord.conf"), "pid", service],
-        capture_output=True, text=True, check=False)
-    return int(result.stdout.strip()) if result.stdout.strip().isdigit() else 0
 
 
 def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
@@ -144,7 +137,7 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
 
         # Every shard is its own supervised process with its 0600 token, nothing else runs.
         services = {shard["service"] for shard in plan["shards"]}
-        pids = {service: _pid(service) for service in services}
+        pids = {service: service_pid("producer1", service) for service in services}
         assert all(pids.values()), pids
         conf_d = PRODUCER_HOST_ROOT / "supervisor" / "conf.d"
         assert {p.stem for p in conf_d.glob("producer-*.conf")} == services
@@ -163,9 +156,9 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
         halifax_shard = next(s for s in plan2["shards"] if "Halifax" in s["cities"])
         unchanged = {s["service"] for s in plan["shards"]} - {halifax_shard["service"]}
         assert unchanged, "the new city should not take an existing shard of this plan"
-        assert {service: _pid(service) for service in unchanged} == {
+        assert {service: service_pid("producer1", service) for service in unchanged} == {
             service: pids[service] for service in unchanged}
-        assert _pid(halifax_shard["service"]) > 0
+        assert service_pid("producer1", halifax_shard["service"]) is not None
         assert re.search(r"^[+~] shard " + halifax_shard["name"], outputs["diff"], re.M)
         # (The first rollout showed the job writes what Kafka carries: Kafka is enough here.)
         seen = _cities_since(kafka_bootstrap, after_second, wanted | {"Halifax"})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
 import time
 from pathlib import Path
 
 import yaml
 from ansible_run import REPO_ROOT, run_playbook
+from supervised import service_pid
 
 from evilnet.platform.inventory import Inventory
 
@@ -32,11 +32,8 @@ def _changed_tasks(output: str) -> str:
 
 def _broker_process(host: str) -> tuple[int, int]:
     """(pid, start time in clock ticks since boot) of a local broker's JVM."""
-    root = REPO_ROOT / ".run" / "hosts" / host
-    pid = int(subprocess.run(
-        [str(root / "venv" / "bin" / "supervisorctl"), "-c",
-         str(root / "supervisor" / "supervisord.conf"), "pid", "kafka"],
-        capture_output=True, text=True, check=True).stdout.strip())
+    pid = service_pid(host, "kafka")
+    assert pid is not None, f"kafka is not running on {host}"
     # Field 22 of /proc/<pid>/stat, counted after the parenthesised command name.
     stat = Path(f"/proc/{pid}/stat").read_text()
     return pid, int(stat.rsplit(")", 1)[1].split()[19])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from ansible_run import REPO_ROOT
 from cassandra.cluster import Cluster
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
+from supervised import running_programs
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.platform import health
@@ -101,3 +103,16 @@ def test_a_spark_job_runs_on_the_worker_and_round_trips_kafka(stack: Inventory) 
     finally:
         consumer.close()
     assert sequence == list(range(records))
+
+
+def test_every_service_may_run_on_every_cpu(stack: Inventory) -> None:
+    # Processes inherit CPU affinity: a service started from a pinned Ansible
+    # process (Mitogen pins its own) would share one core with the whole stack.
+    allowed = os.sched_getaffinity(0)
+    hosts = sorted({host for members in stack.groups.values() for host in members})
+    programs = {(host, name): pid for host in hosts
+                for name, pid in running_programs(host).items()}
+    assert len(programs) >= 10, programs
+    pinned = {program: sorted(os.sched_getaffinity(pid)) for program, pid in programs.items()
+              if not os.sched_getaffinity(pid) >= allowed}
+    assert not pinned, f"pinned to fewer CPUs than {sorted(allowed)}: {pinned}"

@@ -1,0 +1,34 @@
+"""The local stack's supervised programs, as tests see them: one supervisord per host."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOSTS_ROOT = REPO_ROOT / ".run" / "hosts"
+
+
+def supervisorctl(host: str, *args: str, check: bool = False) -> str:
+    """supervisorctl's output for one local host (its own supervisord)."""
+    root = HOSTS_ROOT / host
+    result = subprocess.run([str(root / "venv" / "bin" / "supervisorctl"), "-c",
+                             str(root / "supervisor" / "supervisord.conf"), *args],
+                            capture_output=True, text=True, timeout=120, check=check)
+    return result.stdout
+
+
+def service_pid(host: str, service: str) -> int | None:
+    """The process id of a running program, None when it is not running."""
+    out = supervisorctl(host, "pid", service).strip()
+    return int(out) if out.isdigit() and int(out) > 0 else None
+
+
+def running_programs(host: str) -> dict[str, int]:
+    """Every RUNNING program of a host, by name, with its process id."""
+    programs = {}
+    for line in supervisorctl(host, "status").splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[1] == "RUNNING" and fields[2] == "pid":
+            programs[fields[0]] = int(fields[3].rstrip(","))
+    return programs
