@@ -304,7 +304,8 @@ def supervisorctl(*args: str) -> str:
 
 
 def deploy(variables: dict) -> None:
-    """ansible/playbooks/stream-job.yml with these role variables (waits for its health)."""
+    """ansible/playbooks/stream-job.yml with these role variables (a deployment waits for
+    its health)."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local",
@@ -312,7 +313,7 @@ def deploy(variables: dict) -> None:
                             cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
                             check=False)
     if result.returncode != 0:
-        raise SystemExit("deploying the benchmark instance failed:\n"
+        raise SystemExit("the stream-job playbook failed for the benchmark instance:\n"
                          + result.stdout[-3000:] + result.stderr[-1500:])
 
 
@@ -436,7 +437,8 @@ def run_instance(mode: str, args: argparse.Namespace, topic: str, store: Cassand
     finally:
         poller.stopping.set()
         poller.join()
-        supervisorctl("stop", name)
+        # Stopped and undefined: a later `make up` must not start it again.
+        deploy({"stream_job_name": name, "stream_job_state": "absent"})
 
 
 def _step_line(step: Step) -> str:

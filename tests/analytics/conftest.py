@@ -72,11 +72,11 @@ def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterat
                       "stream_job_metrics_port": 0, "stream_job_ui_port": 4041})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host)
-    # Free the cluster's cores, and drop the definition: left in place, the next
+    # Free the cluster's cores, and take the instance away: left defined, the next
     # `make down && make up` would autostart it against the deleted topic.
-    supervisorctl("spark-master", "stop", JOB_NAME)
-    (SPARK_HOST / "supervisor" / "conf.d" / f"{JOB_NAME}.conf").unlink(missing_ok=True)
-    supervisorctl("spark-master", "update")
+    removed = deploy_job({"stream_job_name": JOB_NAME, "stream_job_state": "absent"})
+    assert removed.returncode == 0, removed.stdout[-4000:] + removed.stderr[-2000:]
+    assert JOB_NAME not in supervisorctl("spark-master", "status")
     admin.delete_topics([topic])
     admin.close()
 
