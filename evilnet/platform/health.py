@@ -247,3 +247,43 @@ def producer_shard(address: str, port: int, min_posts: int = 0) -> Health:
     if posts < min_posts:
         return Health(False, f"{url}: {posts:.0f} posts received, waiting for {min_posts}")
     return Health(True, f"{url}: stream connected, {posts:.0f} posts received")
+
+
+# --- The local X API and monitoring ----------------------------------------------------
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def x_api_simulator(url: str) -> Health:
+    """The local X API simulator answers its admin endpoint (no token needed)."""
+    state = _get_json(f"{url.rstrip('/')}/_sim/state")
+    rules = sum(len(app_rules) for app_rules in state["rules"].values())
+    return Health(True, f"{state['active_connections']} streams connected, {rules} rules, "
+                        f"{state['posts_sent']} posts sent")
+
+
+def prometheus(url: str) -> Health:
+    """Prometheus is ready; the detail counts its scrape targets that are up.
+
+    A target that is down is the scraped service's problem, shown on that service's
+    own row: it does not make Prometheus unhealthy (the prometheus role agrees).
+    """
+    base = url.rstrip("/")
+    with urllib.request.urlopen(f"{base}/-/ready", timeout=5):
+        pass  # 200 when ready; 503 (raised) while it replays its write-ahead log
+    targets = _get_json(f"{base}/api/v1/targets?state=active")["data"]["activeTargets"]
+    not_up = sorted(f"{t['labels'].get('job')} {t['labels'].get('instance')} ({t['health']})"
+                    for t in targets if t["health"] != "up")
+    detail = f"ready, {len(targets) - len(not_up)} of {len(targets)} scrape targets up"
+    return Health(True, f"{detail}; not up: {', '.join(not_up)}" if not_up else detail)
+
+
+def grafana(url: str) -> Health:
+    """Grafana's health endpoint reports its database ok."""
+    health = _get_json(f"{url.rstrip('/')}/api/health")
+    if health.get("database") != "ok":
+        return Health(False, f"database {health.get('database')}")
+    return Health(True, f"version {health.get('version')}, database ok")

@@ -103,6 +103,23 @@ class Inventory:
             yield ("stream job", f"{job} on {self.address(host)}",
                    partial(checks.stream_job, cassandra, port, keyspace, job, max_age))
 
+        producers = self.groups.get("producers", [])
+        if producers and _enabled(self.var(producers[0], "x_api_simulator_enabled",
+                                           "x_api_simulator")):
+            port = self.var(producers[0], "x_api_simulator_port", "x_api_simulator")
+            url = f"http://{self.address(producers[0])}:{port}"
+            yield "x api simulator", url, partial(checks.x_api_simulator, url)
+
+        for host in self.groups.get("prometheus", []):
+            url = f"http://{self.address(host)}:{self.var(host, 'prometheus_port', 'prometheus')}"
+            yield "prometheus", url, partial(checks.prometheus, url)
+
+        # Where the Grafana server is skipped (our machines) there is nothing to ask.
+        for host in self.groups.get("grafana", []):
+            if _enabled(self.var(host, "grafana_server_enabled", "grafana")):
+                url = f"http://{self.address(host)}:{self.var(host, 'grafana_port', 'grafana')}"
+                yield "grafana", url, partial(checks.grafana, url)
+
     def producer_checks(self, inventory_path: Path) -> Iterator[tuple[str, str, checks.Check]]:
         """One check per shard that the producer hosts say they run (asks the hosts)."""
         from evilnet.plan_cli import deployed_shards
@@ -110,6 +127,11 @@ class Inventory:
         for shard in deployed_shards(inventory_path):
             yield (f"producer {shard['name']}", f"{shard['address']}:{shard['metrics_port']}",
                    partial(checks.producer_shard, shard["address"], shard["metrics_port"]))
+
+
+def _enabled(value: object) -> bool:
+    """An inventory boolean, as Ansible's ``bool`` filter reads it."""
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
 def _role_defaults(role: str) -> dict:

@@ -50,6 +50,24 @@ def test_every_scrape_target_is_up(prometheus_url: str, stack) -> None:
     assert all(labels.get("host") for found in jobs.values() for labels in found)
 
 
+
+def test_status_counts_prometheus_targets_and_shows_the_simulator(stack) -> None:
+    checks = {service: check for service, _endpoint, check in stack.health_checks()}
+    shards = deployed_shards(LOCAL_INVENTORY)
+    expected = sum(EXPECTED_JOBS.values()) + len(shards)
+    deadline = time.monotonic() + 90
+    while True:
+        health = checks["prometheus"]()
+        if f"{expected} of {expected} scrape targets up" in health.detail \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert health.ok and health.detail == f"ready, {expected} of {expected} scrape targets up"
+    simulator = checks["x api simulator"]()
+    assert simulator.ok and simulator.detail.startswith(f"{len(shards)} streams connected")
+    assert "grafana" not in checks  # the server is skipped on our machines
+
+
 def test_every_prometheus_panel_expression_answers(prometheus_url: str, generator) -> None:
     dashboards = generator.dashboards()
     expressions = [(panel["title"], target["expr"]) for board in dashboards.values()
