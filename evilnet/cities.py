@@ -154,25 +154,31 @@ def normalize_cities(given: list[str], catalog: Catalog | None = None) -> list[C
 
 
 def normalize_topic(given: str) -> str:
-    """One topic: a keyword, a phrase, a #hashtag or an @account, lower case."""
+    """One topic: a keyword, a phrase, a #hashtag or an @account, lower case.
+
+    Rule operators (upper-case words) are looked for as given; everything else is
+    checked in the final form: case folding may decompose a character (``ῒ``) or
+    lengthen a word (``ß``), so the folded text is composed (NFC) again first.
+    """
     text = re.sub(r"\s+", " ", unicodedata.normalize("NFC", given)).strip()
     if not text:
         raise PlanInputError("TOPICS: an empty topic")
-    if len(text) > TOPIC_MAX_LENGTH:
-        raise PlanInputError(f"TOPICS: longer than {TOPIC_MAX_LENGTH} characters: "
-                             f"{text[:TOPIC_MAX_LENGTH]!r}...")
     operators = [word for word in text.split(" ") if word in _RULE_OPERATOR_WORDS]
     if operators:
         raise PlanInputError(f"TOPICS: {text!r} holds the rule operator {operators[0]}: "
                              "a topic is a keyword or a phrase")
+    topic = unicodedata.normalize("NFC", text.casefold())
+    if len(topic) > TOPIC_MAX_LENGTH:
+        raise PlanInputError(f"TOPICS: longer than {TOPIC_MAX_LENGTH} characters: "
+                             f"{text[:TOPIC_MAX_LENGTH]!r}...")
     try:
-        RuleTag("Toronto", text)
+        RuleTag("Toronto", topic)
     except TagError:
         raise PlanInputError(
             f"TOPICS: {text!r} is not a keyword or phrase (letters, digits, spaces and "
             "hyphens, optionally starting with # or @; no quotes, colons, brackets "
             "or other rule operators)") from None
-    return text.casefold()
+    return topic
 
 
 def normalize_topics(given: list[str]) -> list[str]:
