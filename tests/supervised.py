@@ -9,12 +9,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HOSTS_ROOT = REPO_ROOT / ".run" / "hosts"
 
 
-def supervisorctl(host: str, *args: str, check: bool = False) -> str:
+def supervisorctl(host: str, *args: str) -> str:
     """supervisorctl's output for one local host (its own supervisord)."""
     root = HOSTS_ROOT / host
     result = subprocess.run([str(root / "venv" / "bin" / "supervisorctl"), "-c",
                              str(root / "supervisor" / "supervisord.conf"), *args],
-                            capture_output=True, text=True, timeout=120, check=check)
+                            capture_output=True, text=True, timeout=120, check=False)
     return result.stdout
 
 

@@ -50,7 +50,6 @@ def test_every_scrape_target_is_up(prometheus_url: str, stack) -> None:
     assert all(labels.get("host") for found in jobs.values() for labels in found)
 
 
-
 def test_status_counts_prometheus_targets_and_shows_the_simulator(stack) -> None:
     checks = {service: check for service, _endpoint, check in stack.health_checks()}
     shards = deployed_shards(LOCAL_INVENTORY)
