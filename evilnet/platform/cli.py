@@ -128,11 +128,7 @@ def status(inventory_path: Path) -> None:
         producers = list(inventory.producer_checks(inventory_path))
     except PlanError as error:
         producers = [("producers", "deployed.json", partial(checks.Health, False, str(error)))]
-    for service, endpoint, check in [*inventory.health_checks(), *producers]:
-        try:
-            result = check()
-        except Exception as error:
-            result = checks.Health(False, f"{type(error).__name__}: {error}")
+    for service, endpoint, result in checks.run_checks([*inventory.health_checks(), *producers]):
         all_ok &= result.ok
         table.add_row(service, endpoint, "[green]yes[/]" if result.ok else "[red]no[/]",
                       result.detail)

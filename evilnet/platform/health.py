@@ -1,9 +1,11 @@
 """Health checks of the real services, shared by the roles, `evilnet status` and tests.
 
 Each check asks the service itself over its own protocol and returns a
-:class:`Health`; :func:`wait_until_healthy` retries one until it passes or a
-deadline passes. The Ansible roles run these on the hosts (after every start and
-restart), so what "healthy" means is written once, here.
+:class:`Health`. Waiting has one home here: :func:`wait_for` polls any condition
+until it holds or a deadline passes, :func:`wait_until_healthy` does that for one
+check and :func:`run_checks` runs a set of them once (the status table). The
+Ansible roles run these on the hosts (after every start and restart), so what
+"healthy" means is written once, here.
 """
 
 from __future__ import annotations
@@ -11,10 +13,19 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,11 @@ class Health:
 
 
 Check = Callable[[], Health]
+T = TypeVar("T")
+
+
+class WaitTimeout(TimeoutError):
+    """A condition did not hold within its deadline; the message says what and the last try."""
 
 
 # Errors of a service that is down or still starting: refused, reset, timed out,
@@ -31,7 +47,8 @@ Check = Callable[[], Health]
 _NOT_READY_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 
 
-def _not_ready_errors() -> tuple[type[BaseException], ...]:
+def not_ready_errors() -> tuple[type[BaseException], ...]:
+    """What a service that is down or still starting raises (the clients load lazily)."""
     from cassandra import DriverException
     from cassandra.cluster import NoHostAvailable
     from kafka.errors import KafkaError
@@ -39,18 +56,64 @@ def _not_ready_errors() -> tuple[type[BaseException], ...]:
     return (*_NOT_READY_ERRORS, KafkaError, NoHostAvailable, DriverException)
 
 
+@dataclass(frozen=True)
+class _GaveUp:
+    outcome: object  # tenacity's Future of the last attempt
+
+
+def _poll(attempt: Callable[[], T], accept: Callable[[T], bool], timeout: float,
+          interval: float, ignore: tuple[type[BaseException], ...]) -> T | _GaveUp:
+    """The first result of ``attempt`` that ``accept`` takes, or what the last try gave."""
+    def gave_up(state: RetryCallState) -> _GaveUp:
+        return _GaveUp(state.outcome)
+
+    return Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(interval),
+                    retry=retry_if_exception_type(ignore) | retry_if_result(
+                        lambda value: not accept(value)),
+                    retry_error_callback=gave_up)(attempt)
+
+
+def wait_for(condition: Callable[[], T], timeout: float, *, what: str, interval: float = 1.0,
+             ignore: tuple[type[BaseException], ...] = ()) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    Errors of the types in ``ignore`` count as "not yet"; any other error is raised
+    at once. After ``timeout`` seconds :class:`WaitTimeout` names ``what`` and the
+    last value or error seen.
+    """
+    result = _poll(condition, bool, timeout, interval, ignore)
+    if isinstance(result, _GaveUp):
+        outcome = result.outcome
+        last = outcome.exception() if outcome.failed else outcome.result()
+        raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+    return result
+
+
 def wait_until_healthy(check: Check, timeout: float, interval: float = 2.0) -> Health:
-    """Run ``check`` until it is ok or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    not_ready = _not_ready_errors()
-    while True:
+    """Run ``check`` until it is ok or ``timeout`` seconds have passed; the last result.
+
+    A service that refuses connections is not ready yet, not an error.
+    """
+    result = _poll(check, lambda health: health.ok, timeout, interval, not_ready_errors())
+    if isinstance(result, _GaveUp):
+        outcome = result.outcome
+        if outcome.failed:
+            error = outcome.exception()
+            return Health(False, f"{type(error).__name__}: {error}")
+        return outcome.result()
+    return result
+
+
+def run_checks(checks: Iterable[tuple[str, str, Check]]) -> list[tuple[str, str, Health]]:
+    """Every check once, in order: (service, endpoint, health); an error is unhealthy."""
+    results = []
+    for service, endpoint, check in checks:
         try:
             health = check()
-        except not_ready as error:
+        except Exception as error:
             health = Health(False, f"{type(error).__name__}: {error}")
-        if health.ok or time.monotonic() >= deadline:
-            return health
-        time.sleep(interval)
+        results.append((service, endpoint, health))
+    return results
 
 
 # --- ZooKeeper --------------------------------------------------------------------
