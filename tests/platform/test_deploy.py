@@ -6,28 +6,29 @@ import itertools
 import time
 from pathlib import Path
 
+import pytest
 import yaml
-from ansible_run import REPO_ROOT, run_playbook
-from supervised import service_pid
+from supervised import REPO_ROOT, service_pid
 
 from evilnet.platform.inventory import Inventory
+from evilnet.platform.playbook import PlaybookRun, run_playbook
 
 LOCAL = REPO_ROOT / "inventories" / "local"
 
 
+@pytest.mark.disruptive
 def test_second_run_of_site_yml_changes_nothing(stack: Inventory) -> None:
-    run = run_playbook("ansible/site.yml", LOCAL)
+    run = run_playbook("ansible/site.yml", LOCAL, project_dir=REPO_ROOT)
     assert run.returncode == 0, run.output[-4000:]
     recap = run.recap()
     assert set(recap) >= {h for group in stack.groups.values() for h in group if group}
     changed = {host: counts["changed"] for host, counts in recap.items() if counts["changed"]}
-    assert changed == {}, _changed_tasks(run.output)
+    assert changed == {}, _changed_tasks(run)
 
 
-def _changed_tasks(output: str) -> str:
-    lines = output.splitlines()
-    return "\n".join(lines[i - 1] + " / " + line for i, line in enumerate(lines)
-                     if line.startswith("changed:"))
+def _changed_tasks(run: PlaybookRun) -> str:
+    return "\n".join(f"{host}: {task}" for task, status, host in run.events()
+                     if status == "changed")
 
 
 def _broker_process(host: str) -> tuple[int, int]:
@@ -39,6 +40,7 @@ def _broker_process(host: str) -> tuple[int, int]:
     return pid, int(stat.rsplit(")", 1)[1].split()[19])
 
 
+@pytest.mark.disruptive
 def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
         stack: Inventory, tmp_path: Path) -> None:
     brokers = stack.groups["kafka"]
@@ -50,7 +52,7 @@ def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
     override.write_text(yaml.safe_dump({"all": {"children": {"kafka": {"vars": {
         "kafka_properties": {"num.recovery.threads.per.data.dir": threads}}}}}}))
     try:
-        run = run_playbook("ansible/playbooks/kafka.yml", LOCAL, override)
+        run = run_playbook("ansible/playbooks/kafka.yml", LOCAL, override, project_dir=REPO_ROOT)
         assert run.returncode == 0, run.output[-4000:]
         after = {host: _broker_process(host) for host in brokers}
         assert all(after[h][0] != before[h][0] for h in brokers), "every broker restarted"
@@ -72,5 +74,5 @@ def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
         assert after[brokers[0]][1] < after[brokers[1]][1]
     finally:
         # Back to the inventory as committed (another rolling restart).
-        restore = run_playbook("ansible/playbooks/kafka.yml", LOCAL)
+        restore = run_playbook("ansible/playbooks/kafka.yml", LOCAL, project_dir=REPO_ROOT)
         assert restore.returncode == 0, restore.output[-4000:]

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_run import REPO_ROOT, run_playbook
 
+from evilnet.platform.playbook import run_playbook
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL = REPO_ROOT / "inventories" / "local"
 
 
@@ -54,7 +56,7 @@ def _missing_java(_: dict, group_vars: dict) -> None:
 def test_bad_inventory_stops_site_yml_before_any_host_is_touched(
         tmp_path: Path, edit, message: str) -> None:
     inventory = _inventory(tmp_path, edit)
-    run = run_playbook("ansible/site.yml", inventory)
+    run = run_playbook("ansible/site.yml", inventory, project_dir=REPO_ROOT)
     assert run.returncode != 0
     assert message in " ".join(run.output.split()), run.output[-3000:]
     assert not (tmp_path / "roots").exists(), "a host was touched"
@@ -66,6 +68,7 @@ def test_even_ensemble_passes_preflight_when_allowed_with_a_warning(tmp_path: Pa
         _even_ensemble(groups, group_vars)
         group_vars["zookeeper_allow_even_ensemble"] = True
 
-    run = run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, even_but_allowed))
+    run = run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, even_but_allowed),
+                       project_dir=REPO_ROOT)
     assert run.returncode == 0, run.output[-3000:]
     assert "WARNING: the zookeeper group has 4 nodes (even)" in " ".join(run.output.split())

@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 
-from ansible_run import REPO_ROOT
 from cassandra.cluster import Cluster
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
-from supervised import running_programs
+from supervised import REPO_ROOT, running_programs
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.platform import health

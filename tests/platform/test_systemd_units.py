@@ -7,9 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ansible_run import REPO_ROOT, run_playbook
 
 from evilnet.platform.inventory import Inventory
+from evilnet.platform.playbook import run_playbook
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EXPECTED_UNITS = {"zookeeper": ["zookeeper"], "kafka": ["kafka"], "cassandra": ["cassandra"],
                   "spark_master": ["spark-master", "stream-job"],
@@ -29,7 +31,7 @@ def test_every_rendered_unit_passes_systemd_analyze_verify(
         stack: Inventory, tmp_path: Path) -> None:
     run = run_playbook("ansible/playbooks/render-systemd-units.yml",
                        REPO_ROOT / "inventories" / "local",
-                       extra_args=("-e", f"units_dir={tmp_path}"))
+                       project_dir=REPO_ROOT, extra_args=("-e", f"units_dir={tmp_path}"))
     assert run.returncode == 0, run.output[-4000:]
     expected = {f"{host}/{unit}.service" for group, units in EXPECTED_UNITS.items()
                 for host in stack.groups[group] for unit in units}
