@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from stack_guard import ROLES, WaitTimeout, leaves_the_stack_healthy, wait_until_stack_healthy
 
 from evilnet.platform.inventory import Inventory
+
+__all__ = ["leaves_the_stack_healthy"]  # the guard of disruptive tests, for every test
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
@@ -27,26 +30,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def local_inventory() -> Inventory:
-    return Inventory.load(LOCAL_INVENTORY)
+    return Inventory.load(LOCAL_INVENTORY, roles=ROLES)
 
 
 @pytest.fixture(scope="session")
 def stack(local_inventory: Inventory) -> Inventory:
-    """The local stack, every service healthy (else the test fails with the table)."""
-    unhealthy = []
-    for service, endpoint, check in local_inventory.health_checks():
-        try:
-            result = check()
-        except Exception as error:
-            unhealthy.append(f"{service} {endpoint}: {type(error).__name__}: {error}")
-            continue
-        if not result.ok:
-            unhealthy.append(f"{service} {endpoint}: {result.detail}")
-    if unhealthy:
-        pytest.fail("the local stack is not healthy (run `make up`):\n" + "\n".join(unhealthy))
+    """The local stack, every service healthy (else the test fails with what is not).
+
+    Right after `make up` the stream job may still be in its first micro-batch and
+    Prometheus may not have scraped it yet: that is waited for, not assumed.
+    """
+    try:
+        wait_until_stack_healthy(local_inventory, timeout=180)
+    except WaitTimeout as error:
+        pytest.fail(f"the local stack is not healthy (run `make up`): {error}", pytrace=False)
     return local_inventory
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(stack: Inventory) -> str:
     return stack.kafka_bootstrap()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    # pytest-randomly shuffles the order; a failure must say how to get that order again.
+    seed = getattr(config.option, "randomly_seed", None)
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
+            and isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order {seed}: replay it with "
+                                    f"pytest --randomly-seed={seed}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from evilnet.platform.health import wait_for
+from evilnet.platform.playbook import PlaybookRun, run_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -27,25 +28,17 @@ def evilnet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd="/", check=False)
 
 
-def deploy_job(variables: dict) -> subprocess.CompletedProcess:
+def deploy_job(variables: dict) -> PlaybookRun:
     """Run ansible/playbooks/stream-job.yml with these role variables."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-           "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local",
-                           "ansible/playbooks/stream-job.yml", "-e", json.dumps(variables)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env,
-                          check=False)
+    return run_playbook("ansible/playbooks/stream-job.yml", REPO_ROOT / "inventories" / "local",
+                        project_dir=REPO_ROOT, extra_args=("-e", json.dumps(variables)),
+                        timeout=900)
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str,
                interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    """The truthy value ``condition`` returns, polled once a second (the project's wait_for)."""
+    return wait_for(condition, timeout, what=what, interval=interval)
 
 
 def acceptance_lines(start: datetime, *, posts: int = 900, seed: int = 11,

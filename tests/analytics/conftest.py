@@ -70,12 +70,12 @@ def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterat
                       # The production instance's metrics endpoint and Spark UI
                       # (Prometheus scrapes them) stay its own.
                       "stream_job_metrics_port": 0, "stream_job_ui_port": 4041})
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert run.returncode == 0, run.output[-6000:]
     yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host)
     # Free the cluster's cores, and take the instance away: left defined, the next
     # `make down && make up` would autostart it against the deleted topic.
     removed = deploy_job({"stream_job_name": JOB_NAME, "stream_job_state": "absent"})
-    assert removed.returncode == 0, removed.stdout[-4000:] + removed.stderr[-2000:]
+    assert removed.returncode == 0, removed.output[-6000:]
     assert JOB_NAME not in supervisorctl("spark-master", "status")
     admin.delete_topics([topic])
     admin.close()

@@ -22,7 +22,6 @@ from analytics_helpers import (
 )
 from supervised import service_pid, supervisorctl
 
-from evilnet.platform.health import wait_until_healthy
 from evilnet.schema import JOB_QUERIES, METRICS, PLAIN_COUNT_QUERY
 from evilnet.spark import reference
 from evilnet.spark.check import end_offsets, run_check
@@ -118,6 +117,7 @@ def _check(test_job, store, lines, tmp_path, rate):
                      shift_to=None, timeout=420, rate=rate)
 
 
+@pytest.mark.disruptive
 def test_killed_driver_is_restarted_and_rows_stay_exact(test_job, store, timeline,
                                                         tmp_path) -> None:
     lines = acceptance_lines(timeline.take(), seed=23)
@@ -143,8 +143,9 @@ def test_killed_driver_is_restarted_and_rows_stay_exact(test_job, store, timelin
     assert "RUNNING" in supervisorctl("spark-master", "status", test_job.name)
 
 
+@pytest.mark.disruptive
 def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, timeline,
-                                                               tmp_path, stack) -> None:
+                                                               tmp_path) -> None:
     lines = acceptance_lines(timeline.take(), seed=37)
 
     def kill_a_broker_for_a_while() -> int:
@@ -163,12 +164,7 @@ def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, 
     assert "RUNNING" in supervisorctl("kafka1", "status", "kafka")
     assert run.replay_summary.unacknowledged == 0
     assert run.comparison.differences() == {}
-    # The broker is back in every ISR before the next test. Until it listens, the
-    # check's connection is refused: wait_until_healthy counts that as not ready.
-    for service, _, check in stack.health_checks():
-        if service == "kafka":
-            health = wait_until_healthy(check, 180)
-            assert health.ok, f"kafka1 did not rejoin with no under-replicated partition: {health}"
+    # That the broker rejoins every ISR before the next test is the guard's to check.
 
 
 def test_progress_health_follows_the_plain_count_baseline(store, cassandra_host: str,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+import stack_guard
 from monitoring_fixture import KEYSPACE, hour_rows, window_rows
 from monitoring_helpers import BIN, load_generator
 
@@ -53,5 +54,4 @@ def dashboard_data(cassandra_host: str, generator) -> Iterator[DashboardData]:
 
 @pytest.fixture(scope="session")
 def prometheus_url(stack) -> str:
-    host = stack.groups["prometheus"][0]
-    return f"http://{stack.address(host)}:9090"
+    return stack_guard.prometheus_url(stack)

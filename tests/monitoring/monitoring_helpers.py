@@ -11,7 +11,6 @@ data frame per value), which is what a panel shows.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -95,15 +94,6 @@ def prometheus_targets(dashboard: dict) -> list[tuple[dict, dict]]:
                 if "expr" in target:
                     found.append((inner, target))
     return found
-
-
-def run_playbook(playbook: str, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local", playbook,
-                           *extra], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
 
 
 def render_for_production(role: str, template: str, target: Path) -> None:

@@ -4,13 +4,15 @@ and the configuration and rules the role rendered pass promtool."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 import requests
 from monitoring_helpers import MONITOR_ROOT, REPO_ROOT, prometheus_targets
+from stack_guard import prometheus_query
 
-from evilnet.plan_cli import deployed_shards
+from evilnet.platform.health import wait_for
+from evilnet.platform.inventory import deployed_shards
+from evilnet.schema import JOB_QUERIES
 
 pytestmark = pytest.mark.stack
 
@@ -20,6 +22,8 @@ EXPECTED_JOBS = {"zookeeper": 3, "kafka": 2, "cassandra": 1, "spark_master": 1,
 LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 # Counters with labels appear with their first event: a healthy stack may have none.
 MAY_BE_EMPTY = ("evilnet_producer_dead_letters_total", "evilnet_producer_reconnects_total")
+# A target restarted a moment ago is up after a scrape or two (interval: 15 s).
+SCRAPES = 90
 
 
 def api(url: str, path: str, **params) -> dict:
@@ -30,15 +34,11 @@ def api(url: str, path: str, **params) -> dict:
 
 
 def test_every_scrape_target_is_up(prometheus_url: str, stack) -> None:
-    deadline = time.monotonic() + 90  # a target restarted a moment ago: a few scrapes
-    while True:
+    def targets_when_all_up() -> list[dict]:
         targets = api(prometheus_url, "targets", state="active")["activeTargets"]
-        down = [(t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in targets
-                if t["health"] != "up"]
-        if not down or time.monotonic() > deadline:
-            break
-        time.sleep(5)
-    assert not down, f"targets not up: {down}"
+        return [] if any(t["health"] != "up" for t in targets) else targets
+
+    targets = wait_for(targets_when_all_up, SCRAPES, what="every scrape target up", interval=5)
     jobs: dict[str, list[dict]] = {}
     for target in targets:
         jobs.setdefault(target["labels"]["job"], []).append(target["labels"])
@@ -54,13 +54,9 @@ def test_status_counts_prometheus_targets_and_shows_the_simulator(stack) -> None
     checks = {service: check for service, _endpoint, check in stack.health_checks()}
     shards = deployed_shards(LOCAL_INVENTORY)
     expected = sum(EXPECTED_JOBS.values()) + len(shards)
-    deadline = time.monotonic() + 90
-    while True:
-        health = checks["prometheus"]()
-        if f"{expected} of {expected} scrape targets up" in health.detail \
-                or time.monotonic() > deadline:
-            break
-        time.sleep(5)
+    health = wait_for(lambda: (h := checks["prometheus"]()).detail.endswith(
+        f"{expected} of {expected} scrape targets up") and h, SCRAPES,
+        what=f"{expected} of {expected} targets up", interval=5)
     assert health.ok and health.detail == f"ready, {expected} of {expected} scrape targets up"
     simulator = checks["x api simulator"]()
     assert simulator.ok and simulator.detail.startswith(f"{len(shards)} streams connected")
@@ -72,19 +68,25 @@ def test_every_prometheus_panel_expression_answers(prometheus_url: str, generato
     expressions = [(panel["title"], target["expr"]) for board in dashboards.values()
                    for panel, target in prometheus_targets(board)]
     assert len(expressions) >= 12
-    empty = []
-    for title, expr in expressions:
-        result = api(prometheus_url, "query", query=expr)["result"]
-        if not result and not any(name in expr for name in MAY_BE_EMPTY):
-            empty.append((title, expr))
-    assert not empty, f"expressions without any series on the running stack: {empty}"
+    required = [(title, expr) for title, expr in expressions
+                if not any(name in expr for name in MAY_BE_EMPTY)]
+
+    def empty() -> list[tuple[str, str]]:
+        return [(title, expr) for title, expr in required
+                if not api(prometheus_url, "query", query=expr)["result"]]
+
+    # Right after a restart of a scraped service its series come with the next scrape.
+    wait_for(lambda: not empty(), SCRAPES, what="a series for every panel expression",
+             interval=5)
 
 
 def test_the_job_lag_and_batch_duration_are_measured(prometheus_url: str, generator) -> None:
     lag = next(target["expr"] for panel, target in
            prometheus_targets(generator.dashboards()["pipeline-health.json"])
            if panel["title"] == "Consumer lag of the stream job")
-    series = api(prometheus_url, "query", query=lag)["result"]
+    series = wait_for(lambda: len(found := prometheus_query(prometheus_url, lag))
+                      == len(JOB_QUERIES) and found, SCRAPES,
+                      what="the job's lag for each query", interval=5)
     assert {s["metric"]["query"] for s in series} == {"windows", "hours"}
     assert all(float(s["value"][1]) >= 0 for s in series)
     trigger = api(prometheus_url, "query", query="evilnet_job_trigger_seconds")["result"]

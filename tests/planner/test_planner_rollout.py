@@ -19,11 +19,12 @@ from supervised import service_pid
 
 from evilnet.contracts import TWEETS_TOPIC
 from evilnet.platform.inventory import Inventory
+from evilnet.platform.playbook import run_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCER_HOST_ROOT = REPO_ROOT / ".run" / "hosts" / "producer1"
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.disruptive]
 
 
 def _jenkins_commands() -> dict[str, str]:
@@ -107,14 +108,6 @@ def _next_minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
-def _run_playbook(playbook: str, *extra: str) -> None:
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "inventories/local", playbook, *extra],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-
-
 def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
         stack: Inventory, kafka_bootstrap: str, tmp_path: Path) -> None:
     # (The stack fixture checked the simulator `make up` runs: the producers' source.)
@@ -166,4 +159,7 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
                                     wanted | {"Halifax"}) == wanted | {"Halifax"}
     finally:
         # Back to the default plan `make up` deploys.
-        _run_playbook("ansible/playbooks/producers.yml")
+        restored = run_playbook("ansible/playbooks/producers.yml",
+                                REPO_ROOT / "inventories" / "local", project_dir=REPO_ROOT,
+                                timeout=900)
+        assert restored.returncode == 0, restored.output[-6000:]

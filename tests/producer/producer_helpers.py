@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from evilnet.platform.health import wait_for
 from evilnet.producer.simulator import XApiSimulator
 
 TOKEN = "sim-token-5f1c0e"  # a test app's token; tests check it never leaks
@@ -67,11 +67,8 @@ def write_config(path: Path, **keys: object) -> Path:
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0,
                what: str = "a condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    """Poll ``condition`` every 20 ms (the producer's own time scale is shortened in tests)."""
+    wait_for(condition, timeout, what=what, interval=0.02)
 
 
 def free_port() -> int:
