@@ -66,6 +66,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evilnet.contracts import PostRecord
+from evilnet.platform.playbook import run_playbook
 from evilnet.producer.generator import snowflake, synthesize, synthetic_rules
 from evilnet.producer.routing import Line, Router
 from evilnet.producer.sink import KafkaSettings
@@ -306,15 +307,11 @@ def supervisorctl(*args: str) -> str:
 def deploy(variables: dict) -> None:
     """ansible/playbooks/stream-job.yml with these role variables (a deployment waits for
     its health)."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run([str(BIN / "ansible-playbook"), "-i", "inventories/local",
-                             "ansible/playbooks/stream-job.yml", "-e", json.dumps(variables)],
-                            cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
-                            check=False)
-    if result.returncode != 0:
+    run = run_playbook("ansible/playbooks/stream-job.yml", REPO / "inventories" / "local",
+                       project_dir=REPO, extra_args=("-e", json.dumps(variables)), timeout=900)
+    if run.returncode != 0:
         raise SystemExit("the stream-job playbook failed for the benchmark instance:\n"
-                         + result.stdout[-3000:] + result.stderr[-1500:])
+                         + run.output[-4500:])
 
 
 def free_cores(master_ui: str) -> int | None:
