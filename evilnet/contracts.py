@@ -38,6 +38,38 @@ from pydantic import BaseModel, ConfigDict, Field
 TWEETS_TOPIC = "tweets"
 DEAD_LETTER_TOPIC = "tweets.dead-letter"
 
+# --- X API ------------------------------------------------------------------------
+
+# The X API itself: what tweepy 4.17 hard-codes for both the rules calls and the
+# stream, what live problem bodies still name in their ``type`` URIs, and where a
+# producer connects unless its config (or the planner's inventory) says otherwise.
+X_API_BASE_URL = "https://api.twitter.com"
+
+
+@dataclass(frozen=True)
+class AccessLevel:
+    """What one X app may hold on the filtered stream at an access level."""
+
+    rule_max_length: int  # characters of one rule's value
+    rules_per_app: int
+
+
+# The filtered-stream limits per app (project), by the names ``planner_access_level``
+# takes, as X documents them: pay-per-use (today's self-serve plan) and the earlier
+# Pro allow 1,000 rules of 1,024 characters, Enterprise 25,000 of 2,048 characters;
+# ``basic`` is the small self-serve level of 25 rules of 512 characters.
+ACCESS_LEVELS = {
+    "basic": AccessLevel(rule_max_length=512, rules_per_app=25),
+    "pay-per-use": AccessLevel(rule_max_length=1024, rules_per_app=1000),
+    "pro": AccessLevel(rule_max_length=1024, rules_per_app=1000),
+    "enterprise": AccessLevel(rule_max_length=2048, rules_per_app=25000),
+}
+# The level a plan (and the local X API simulator) assumes when none is given.
+DEFAULT_ACCESS_LEVEL = "pro"
+# The longest rule value any access level accepts: the producer's config takes
+# rules up to this, and the API refuses what is too long for the app's own level.
+RULE_VALUE_MAX_LENGTH = max(level.rule_max_length for level in ACCESS_LEVELS.values())
+
 # --- Rule tags --------------------------------------------------------------------
 
 # Letters of any script (with their combining accents), spaces, apostrophes

@@ -20,10 +20,9 @@ app only takes cities onto the new app, as long as no app is full. Shards go to
 the hosts of the ``producers`` group the same way (rendezvous on shard and host).
 
 Limits (``planner_access_level``): X's filtered-stream limits per app, rule
-length and rules per app, as documented for the access levels; the producer's
-config accepts rules of 1,024 characters at most, so that caps the enterprise
-level. ``planner_max_rules_per_shard`` lowers the rules per app (smaller shards
-restart faster).
+length and rules per app, as documented for the access levels
+(:data:`evilnet.contracts.ACCESS_LEVELS`). ``planner_max_rules_per_shard`` lowers
+the rules per app (smaller shards restart faster).
 """
 
 from __future__ import annotations
@@ -41,14 +40,19 @@ import yaml
 
 from evilnet import __version__
 from evilnet.cities import City, PlanInputError, normalize_cities, normalize_topics
-from evilnet.contracts import RuleTag
-from evilnet.producer.config import RULE_VALUE_MAX_LENGTH, parse_config
+from evilnet.contracts import (
+    ACCESS_LEVELS,
+    DEFAULT_ACCESS_LEVEL,
+    X_API_BASE_URL,
+    AccessLevel,
+    RuleTag,
+)
+from evilnet.producer.config import parse_config
 
 PLAN_VERSION = 1
 PLAN_FILE = "plan.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = REPO_ROOT / "templates"
-DEFAULT_X_API_BASE_URL = "https://api.twitter.com"
 # The file a shard's token is written to, in the shard's directory on its host
 # (the service's working directory): bearer_token_file is relative to it.
 TOKEN_FILE = "bearer-token"
@@ -56,21 +60,6 @@ PRODUCER_CONFIG_FILE = "producer.yml"
 COMPOSE_FILE = "compose.yml"
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _CREDENTIAL_KINDS = ("env", "file", "vault")
-
-
-@dataclass(frozen=True)
-class AccessLevel:
-    rule_max_length: int
-    rules_per_app: int
-
-
-# X API v2 filtered stream, per app (project), as documented for each access level.
-ACCESS_LEVELS = {
-    "basic": AccessLevel(rule_max_length=512, rules_per_app=25),
-    "pro": AccessLevel(rule_max_length=1024, rules_per_app=1000),
-    "enterprise": AccessLevel(rule_max_length=min(2048, RULE_VALUE_MAX_LENGTH),
-                              rules_per_app=25000),
-}
 
 
 class PlanError(RuntimeError):
@@ -95,7 +84,7 @@ class Settings:
     apps: list[App]
     kafka_bootstrap_servers: str
     x_api_base_url: str
-    access_level: str = "pro"
+    access_level: str = DEFAULT_ACCESS_LEVEL
     max_rules_per_shard: int | None = None
     radius_km: int = 25
     metrics_base_port: int = 9400
@@ -121,7 +110,7 @@ class Settings:
             raise PlanError(f"{path}: the inventory has no host in the group 'producers'")
         variables = inventory.hostvars.get(hosts[0], {})
         apps = _apps(variables.get("planner_apps"), path)
-        level = variables.get("planner_access_level", "pro")
+        level = variables.get("planner_access_level", DEFAULT_ACCESS_LEVEL)
         if level not in ACCESS_LEVELS:
             raise PlanError(f"{path}: planner_access_level must be one of "
                             f"{', '.join(ACCESS_LEVELS)}, not {level!r}")
@@ -131,7 +120,7 @@ class Settings:
                 port = variables.get("x_api_simulator_port", 8080)
                 base_url = f"http://{inventory.address(hosts[0])}:{port}"
             else:
-                base_url = DEFAULT_X_API_BASE_URL
+                base_url = X_API_BASE_URL
         settings = cls(
             inventory=str(path), hosts={h: inventory.address(h) for h in hosts}, apps=apps,
             kafka_bootstrap_servers=inventory.kafka_bootstrap(), x_api_base_url=base_url,

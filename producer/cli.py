@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL
 from evilnet.producer.config import ConfigError, load_config, read_secret_file
 from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
 from evilnet.producer.logs import configure as configure_logs
@@ -131,10 +132,14 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-posts", default=None, type=click.IntRange(min=0),
               help="Stop making posts after this many (keep-alives go on).")
+@click.option("--access-level", default=DEFAULT_ACCESS_LEVEL, show_default=True,
+              type=click.Choice(list(ACCESS_LEVELS)),
+              help="Refuse rules longer, or more of them, than this level allows "
+                   "(the plan's planner_access_level).")
 @_log_level
 def simulate_x_api(host: str, port: int, token_envs: tuple[str, ...],
                    token_files: tuple[Path, ...], rate: float, keep_alive: float, seed: int,
-                   max_posts: int | None, log_level: str) -> None:
+                   max_posts: int | None, access_level: str, log_level: str) -> None:
     """Serve a local X API v2 filtered stream (rules, stream, /_sim/ fault injection)."""
     from evilnet.producer.simulator import XApiSimulator
 
@@ -148,7 +153,7 @@ def simulate_x_api(host: str, port: int, token_envs: tuple[str, ...],
         raise click.UsageError(f"no bearer token to accept: set {', '.join(token_envs)} "
                                "or give --token-file")
     simulator = XApiSimulator(tokens, rate=rate, keep_alive_seconds=keep_alive, seed=seed,
-                              max_posts=max_posts)
+                              max_posts=max_posts, access_level=access_level)
     simulator.serve(host, port)
     console.print(f"X API simulator on {simulator.base_url} ({len(tokens)} app(s))")
     stopped = threading.Event()

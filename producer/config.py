@@ -12,7 +12,7 @@ level except the list of rules. Example, with every key::
     dead_letter_topic: tweets.dead-letter  # default: evilnet.contracts.DEAD_LETTER_TOPIC
     bearer_token_env: X_BEARER_TOKEN     # exactly one of bearer_token_env / bearer_token_file;
     # bearer_token_file: /etc/evilnet/x-bearer-token   # the file must be mode 0600 (or stricter)
-    x_api_base_url: https://api.twitter.com
+    x_api_base_url: https://api.twitter.com  # default: evilnet.contracts.X_API_BASE_URL
     metrics_host: 0.0.0.0
     metrics_port: 9400                   # 0 = no metrics endpoint
     reconnect_time_scale: 1.0            # multiplies every reconnect wait and the 20 s stall
@@ -44,12 +44,14 @@ from pydantic import (
     model_validator,
 )
 
-from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC, RuleTag, TagError
-
-# The X API accepts rule values up to 1024 characters on the largest access
-# levels (512 on the basic ones); the API itself refuses what is too long for the app.
-RULE_VALUE_MAX_LENGTH = 1024
-DEFAULT_X_API_BASE_URL = "https://api.twitter.com"
+from evilnet.contracts import (
+    DEAD_LETTER_TOPIC,
+    RULE_VALUE_MAX_LENGTH,
+    TWEETS_TOPIC,
+    X_API_BASE_URL,
+    RuleTag,
+    TagError,
+)
 
 
 class ConfigError(Exception):
@@ -61,6 +63,8 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Up to the longest any access level allows: the planner holds a plan to its own
+    # level's limit, and the API refuses what is too long for the app.
     value: Annotated[str, Field(min_length=1, max_length=RULE_VALUE_MAX_LENGTH)]
     tag: str
 
@@ -90,7 +94,7 @@ class ProducerConfig(BaseModel):
     bearer_token_env: str | None = None
     bearer_token_file: Path | None = None
     x_api_base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/[^\s]*)?$")] = (
-        DEFAULT_X_API_BASE_URL
+        X_API_BASE_URL
     )
     metrics_host: str = "0.0.0.0"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400

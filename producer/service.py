@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 60.0
 _POLL_SECONDS = 0.2
-READ_CHUNK_BYTES = 1 << 20
+# Replay files are read in large blocks (a file has no chunk boundaries to wait for).
+REPLAY_READ_CHUNK_BYTES = 1 << 20
 
 
 class _Signals:
@@ -193,7 +194,7 @@ def replay(
 
 def file_lines(file: BinaryIO, max_line_bytes: int, skip: int = 0) -> Iterator[Line]:
     """The non-blank lines of a file, after skipping ``skip`` of them."""
-    chunks = iter(lambda: file.read(READ_CHUNK_BYTES), b"")
+    chunks = iter(lambda: file.read(REPLAY_READ_CHUNK_BYTES), b"")
     lines = (line for line in split_lines(chunks, max_line_bytes) if line.size)
     for _ in range(skip):
         if next(lines, None) is None:

@@ -7,7 +7,9 @@ What it implements, as the API does:
 * ``GET /2/tweets/search/stream/rules`` (optionally ``?ids=``) and
   ``POST /2/tweets/search/stream/rules`` with ``{"add": [...]}`` or
   ``{"delete": {"ids": [...]}}``, ``?dry_run=true``, ``meta.summary`` and the
-  ``errors`` of refused rules (DuplicateRule, invalid rules, unknown ids);
+  ``errors`` of refused rules (DuplicateRule, invalid rules, unknown ids), with
+  the rule length and rule count of one access level (``access_level``: the
+  planner's default level unless told, ``evilnet.contracts.ACCESS_LEVELS``);
 * ``GET /2/tweets/search/stream``: HTTP/1.1 chunked JSON lines, one post per
   chunk, a ``\\r\\n`` keep-alive when nothing was sent for a while, posts made by
   :class:`~evilnet.producer.generator.PostGenerator` for the app's rules, with
@@ -52,18 +54,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from evilnet.contracts import RuleTag, TagError
+from evilnet.contracts import (
+    ACCESS_LEVELS,
+    DEFAULT_ACCESS_LEVEL,
+    X_API_BASE_URL,
+    RuleTag,
+    TagError,
+)
 from evilnet.producer.generator import MatchableRule, PostGenerator, snowflake, x_timestamp
 
 log = logging.getLogger(__name__)
 
 RULES_PATH = "/2/tweets/search/stream/rules"
 STREAM_PATH = "/2/tweets/search/stream"
-RULE_VALUE_MAX_LENGTH = 512  # the API's limit for the basic access levels
 DEFAULT_TWEET_FIELDS = frozenset({"id", "text", "edit_history_tweet_ids"})
 DEFAULT_USER_FIELDS = frozenset({"id", "name", "username"})
 DEFAULT_PLACE_FIELDS = frozenset({"id", "full_name"})
-PROBLEMS = "https://api.twitter.com/2/problems/"
+PROBLEMS = f"{X_API_BASE_URL}/2/problems/"
 
 
 @dataclass
@@ -99,7 +106,7 @@ class XApiSimulator:
         keep_alive_seconds: float = 5.0,
         seed: int = 0,
         max_posts: int | None = None,
-        max_rules: int = 1000,
+        access_level: str = DEFAULT_ACCESS_LEVEL,
         sent_log_size: int = 100_000,
     ) -> None:
         self._apps = {
@@ -111,7 +118,11 @@ class XApiSimulator:
         self.rate = rate
         self.keep_alive_seconds = keep_alive_seconds
         self.max_posts = max_posts
-        self.max_rules = max_rules
+        # Each app holds the rules of one access level, as X holds them: the rule
+        # length and rule count the planner planned for (evilnet.contracts.ACCESS_LEVELS).
+        limits = ACCESS_LEVELS[access_level]
+        self.rule_max_length = limits.rule_max_length
+        self.max_rules = limits.rules_per_app
         self.paused = False
         self._lock = threading.Lock()
         started = datetime.now(UTC)
@@ -251,9 +262,9 @@ class XApiSimulator:
             value = addition.get("value") if isinstance(addition, dict) else None
             tag = addition.get("tag") if isinstance(addition, dict) else None
             if not isinstance(value, str) or not value.strip() or \
-                    len(value) > RULE_VALUE_MAX_LENGTH:
+                    len(value) > self.rule_max_length:
                 errors.append({"value": value, "title": "Invalid Rule",
-                               "details": [f"Rule must be 1 to {RULE_VALUE_MAX_LENGTH} characters"],
+                               "details": [f"Rule must be 1 to {self.rule_max_length} characters"],
                                "type": PROBLEMS + "invalid-rules"})
             elif value in by_value:
                 errors.append({"value": value, "id": by_value[value]["id"],

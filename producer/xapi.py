@@ -29,15 +29,13 @@ import tweepy
 import urllib3
 from pydantic import SecretStr
 
-from evilnet.contracts import RuleTag, TagError
+from evilnet.contracts import X_API_BASE_URL, RuleTag, TagError
 from evilnet.producer.config import Rule
 from evilnet.producer.metrics import ProducerMetrics
 from evilnet.producer.reconnect import ReconnectCause, ReconnectPolicy
 from evilnet.producer.routing import Line, split_lines
 
 log = logging.getLogger(__name__)
-
-TWEEPY_BASE_URL = "https://api.twitter.com"
 
 # What the Spark job needs of a post (see evilnet.contracts.PostRecord) and what
 # makes a post readable in a dead letter. Without these the API sends only id and text.
@@ -51,7 +49,7 @@ STREAM_PARAMETERS: dict[str, list[str]] = {
 CONNECT_TIMEOUT_SECONDS = 10
 # The API sends chunked transfer encoding, so a read returns as soon as one chunk
 # (one post or keep-alive) arrives; a large read size costs no latency.
-READ_CHUNK_BYTES = 64 * 1024
+STREAM_READ_CHUNK_BYTES = 64 * 1024
 
 
 class XApiAuthError(RuntimeError):
@@ -63,15 +61,16 @@ class RuleReconcileError(RuntimeError):
 
 
 class BaseUrlSession(requests.Session):
-    """A session that sends requests for ``https://api.twitter.com`` to ``base_url``."""
+    """A session that sends what tweepy addresses to :data:`~evilnet.contracts.X_API_BASE_URL`
+    (hard-coded in tweepy) to ``base_url``."""
 
     def __init__(self, base_url: str) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any):  # type: ignore[override]
-        if isinstance(url, str) and url.startswith(TWEEPY_BASE_URL + "/"):
-            url = self.base_url + url[len(TWEEPY_BASE_URL):]
+        if isinstance(url, str) and url.startswith(X_API_BASE_URL + "/"):
+            url = self.base_url + url[len(X_API_BASE_URL):]
         return super().request(method, url, *args, **kwargs)
 
 
@@ -178,7 +177,7 @@ class XStream(tweepy.StreamingClient):
         policy: ReconnectPolicy,
         metrics: ProducerMetrics,
     ) -> None:
-        super().__init__(token.get_secret_value(), chunk_size=READ_CHUNK_BYTES)
+        super().__init__(token.get_secret_value(), chunk_size=STREAM_READ_CHUNK_BYTES)
         self.session = BaseUrlSession(base_url)
         self._token_source = token_source
         self._on_line = on_line
@@ -202,7 +201,7 @@ class XStream(tweepy.StreamingClient):
         self.running = True
         self.session.headers["User-Agent"] = self.user_agent
         self.session.headers["Authorization"] = f"Bearer {self.bearer_token}"
-        url = f"{TWEEPY_BASE_URL}/2/tweets/{endpoint}/stream"
+        url = f"{X_API_BASE_URL}/2/tweets/{endpoint}/stream"
         try:
             while self.running:
                 cause = self._stream_once(method, url, params)

@@ -97,7 +97,8 @@ def test_alert_rules_are_loaded(prometheus_url: str) -> None:
     groups = api(prometheus_url, "rules")["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
     assert {"TargetDown", "KafkaUnderReplicatedPartitions", "StreamJobLagging",
-            "StreamJobBatchesSlowerThanTrigger", "ProducerDeadLetters"} <= names
+            "StreamJobBatchesSlowerThanTrigger", "ProducerDeadLetters",
+            "StreamJobNoProgressSinceStart", "StreamJobStalled"} <= names
     assert all(rule["health"] == "ok" for group in groups for rule in group["rules"])
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from producer_helpers import RULES, TOKEN, write_config
 
+from evilnet.contracts import ACCESS_LEVELS
 from evilnet.producer.config import ConfigError, load_config
 
 VALID = {
@@ -54,6 +55,18 @@ def test_a_bad_config_is_refused_naming_the_key(tmp_path: Path, change: dict, na
 
     assert f"{named}:" in str(refusal.value)
     assert TOKEN not in str(refusal.value)
+
+
+def test_rules_as_long_as_the_largest_access_level_allows_are_accepted(tmp_path: Path) -> None:
+    longest = max(level.rule_max_length for level in ACCESS_LEVELS.values())
+    tag = RULES[0]["tag"]
+    config = load_config(write_config(tmp_path / "p.yaml", **{
+        **VALID, "rules": [{"value": "x" * longest, "tag": tag}]}))
+    assert len(config.rules[0].value) == longest
+
+    with pytest.raises(ConfigError, match="rules.0.value:"):
+        load_config(write_config(tmp_path / "p.yaml", **{
+            **VALID, "rules": [{"value": "x" * (longest + 1), "tag": tag}]}))
 
 
 def test_yaml_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:

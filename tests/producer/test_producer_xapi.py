@@ -15,10 +15,12 @@ import tweepy
 from producer_helpers import RULES, TOKEN, Simulator, free_port, wait_until
 from pydantic import SecretStr
 
+from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL
 from evilnet.producer.config import Rule
 from evilnet.producer.metrics import RECONNECTS, ProducerMetrics
 from evilnet.producer.reconnect import ReconnectCause, ReconnectPolicy, Wait
 from evilnet.producer.routing import Line, Router
+from evilnet.producer.simulator import XApiSimulator
 from evilnet.producer.xapi import (
     STREAM_PARAMETERS,
     RuleReconcileError,
@@ -78,8 +80,9 @@ def test_the_rules_endpoints_answer_like_the_api(simulator: Simulator) -> None:
     assert client.get_rules().data is None
     assert dry.meta["summary"] == {"created": 0, "not_created": 1, "valid": 1, "invalid": 0}
 
+    too_long = "x" * (ACCESS_LEVELS[DEFAULT_ACCESS_LEVEL].rule_max_length + 1)
     added = client.add_rules([tweepy.StreamRule("cats", tag="city=Laval;topic=cats"),
-                              tweepy.StreamRule("x" * 513)])
+                              tweepy.StreamRule(too_long)])
     assert added.meta["summary"] == {"created": 1, "not_created": 1, "valid": 1, "invalid": 1}
     assert added.errors[0]["title"] == "Invalid Rule"
     duplicate = client.add_rules(tweepy.StreamRule("cats"))
@@ -93,8 +96,26 @@ def test_the_rules_endpoints_answer_like_the_api(simulator: Simulator) -> None:
         client._make_request("POST", "/2/tweets/search/stream/rules", json={"nothing": 1})
 
 
+@pytest.mark.parametrize("level", sorted(ACCESS_LEVELS))
+def test_the_simulator_holds_rules_to_the_length_of_its_access_level(level: str) -> None:
+    limit = ACCESS_LEVELS[level].rule_max_length
+    simulator = XApiSimulator([TOKEN], access_level=level)
+    simulator.serve("127.0.0.1", 0)
+    try:
+        answer = _client(Simulator(simulator)).add_rules(
+            [tweepy.StreamRule("y" * limit), tweepy.StreamRule("z" * (limit + 1))], dry_run=True)
+    finally:
+        simulator.shutdown()
+    assert answer.meta["summary"]["valid"] == 1 and answer.meta["summary"]["invalid"] == 1
+    (refused,) = answer.errors
+    assert refused["value"] == "z" * (limit + 1) and refused["title"] == "Invalid Rule"
+    assert f"1 to {limit} characters" in refused["details"][0]
+
+
 def test_a_refused_rule_stops_reconciliation_with_the_api_reason(simulator: Simulator) -> None:
-    too_long = Rule(value="y" * 600, tag="city=Laval;topic=snow")
+    # Valid in a config (another access level allows it), too long for this app's level.
+    length = ACCESS_LEVELS[DEFAULT_ACCESS_LEVEL].rule_max_length + 1
+    too_long = Rule(value="y" * length, tag="city=Laval;topic=snow")
 
     with pytest.raises(RuleReconcileError, match="Invalid Rule"):
         reconcile_rules(_client(simulator), [too_long], token_source=SOURCE)
