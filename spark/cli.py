@@ -182,19 +182,23 @@ def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: st
     (both, or the one of the ``plain_count`` baseline) records progress once its
     first trigger ran, with or without new records.
     """
-    import time
+    from evilnet.platform.health import WaitTimeout, wait_for
 
-    deadline = time.monotonic() + wait
+    def progress() -> tuple[dict, tuple[str, ...], dict]:
+        rows = store.progress(job)
+        queries = _queries_of(rows)
+        fresh = {q: r for q, r in rows.items() if q in queries and (
+            newer_than is None or (r.updated_at and _moment(r.updated_at.isoformat())
+                                   > newer_than))}
+        return rows, queries, fresh
+
     with _store(hosts, port, keyspace) as store:
-        while True:
-            rows = store.progress(job)
-            queries = _queries_of(rows)
-            fresh = {q: r for q, r in rows.items() if q in queries and (
-                newer_than is None or (r.updated_at and _moment(r.updated_at.isoformat())
-                                       > newer_than))}
-            if len(fresh) == len(queries) or time.monotonic() >= deadline:
-                break
-            time.sleep(1)
+        try:
+            rows, queries, fresh = wait_for(
+                lambda: len((found := progress())[2]) == len(found[1]) and found, wait,
+                what=f"progress of every query of {job}")
+        except WaitTimeout:
+            rows, queries, fresh = progress()
     records = [{"query": q, "batch_id": r.batch_id, "input_rows": r.input_rows,
                 "bad_records": r.bad_records, "late_rows": r.late_rows,
                 "watermark": _iso(r.watermark.replace(tzinfo=UTC)) if r.watermark else "",
