@@ -182,7 +182,7 @@ def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: st
     (both, or the one of the ``plain_count`` baseline) records progress once its
     first trigger ran, with or without new records.
     """
-    from evilnet.platform.health import WaitTimeout, wait_for
+    from evilnet.waiting import WaitTimeout, wait_for
 
     def progress() -> tuple[dict, tuple[str, ...], dict]:
         rows = store.progress(job)

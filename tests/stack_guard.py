@@ -19,10 +19,11 @@ import pytest
 import requests
 from supervised import HOSTS_ROOT, running_programs, supervisorctl
 
-from evilnet.platform.health import WaitTimeout, run_checks, wait_for
+from evilnet.platform.health import run_checks
 from evilnet.platform.inventory import Inventory
 from evilnet.schema import JOB_QUERIES
 from evilnet.spark.metrics import BATCH_DURATION, END_OFFSET
+from evilnet.waiting import WaitTimeout, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"

@@ -16,16 +16,10 @@ import socket
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_delay,
-    wait_fixed,
-)
+from evilnet.waiting import GaveUp, WaitTimeout, poll, wait_for
+
+__all__ = ["Health", "WaitTimeout", "run_checks", "wait_for", "wait_until_healthy"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +29,6 @@ class Health:
 
 
 Check = Callable[[], Health]
-T = TypeVar("T")
-
-
-class WaitTimeout(TimeoutError):
-    """A condition did not hold within its deadline; the message says what and the last try."""
 
 
 # Errors of a service that is down or still starting: refused, reset, timed out,
@@ -56,46 +45,13 @@ def not_ready_errors() -> tuple[type[BaseException], ...]:
     return (*_NOT_READY_ERRORS, KafkaError, NoHostAvailable, DriverException)
 
 
-@dataclass(frozen=True)
-class _GaveUp:
-    outcome: object  # tenacity's Future of the last attempt
-
-
-def _poll(attempt: Callable[[], T], accept: Callable[[T], bool], timeout: float,
-          interval: float, ignore: tuple[type[BaseException], ...]) -> T | _GaveUp:
-    """The first result of ``attempt`` that ``accept`` takes, or what the last try gave."""
-    def gave_up(state: RetryCallState) -> _GaveUp:
-        return _GaveUp(state.outcome)
-
-    return Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(interval),
-                    retry=retry_if_exception_type(ignore) | retry_if_result(
-                        lambda value: not accept(value)),
-                    retry_error_callback=gave_up)(attempt)
-
-
-def wait_for(condition: Callable[[], T], timeout: float, *, what: str, interval: float = 1.0,
-             ignore: tuple[type[BaseException], ...] = ()) -> T:
-    """Call ``condition`` until it returns something truthy, and return that.
-
-    Errors of the types in ``ignore`` count as "not yet"; any other error is raised
-    at once. After ``timeout`` seconds :class:`WaitTimeout` names ``what`` and the
-    last value or error seen.
-    """
-    result = _poll(condition, bool, timeout, interval, ignore)
-    if isinstance(result, _GaveUp):
-        outcome = result.outcome
-        last = outcome.exception() if outcome.failed else outcome.result()
-        raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
-    return result
-
-
 def wait_until_healthy(check: Check, timeout: float, interval: float = 2.0) -> Health:
     """Run ``check`` until it is ok or ``timeout`` seconds have passed; the last result.
 
     A service that refuses connections is not ready yet, not an error.
     """
-    result = _poll(check, lambda health: health.ok, timeout, interval, not_ready_errors())
-    if isinstance(result, _GaveUp):
+    result = poll(check, lambda health: health.ok, timeout, interval, not_ready_errors())
+    if isinstance(result, GaveUp):
         outcome = result.outcome
         if outcome.failed:
             error = outcome.exception()

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from evilnet.platform.health import wait_for
 from evilnet.platform.playbook import PlaybookRun, run_playbook
+from evilnet.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from stack_guard import prometheus_query
 from supervised import service_pid
 
-from evilnet.platform.health import wait_for
 from evilnet.schema import JOB_QUERIES
 from evilnet.spark.metrics import BATCH_DURATION, END_OFFSET, LAST_PROGRESS, STARTED
+from evilnet.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.disruptive]
 

@@ -10,9 +10,9 @@ import requests
 from monitoring_helpers import MONITOR_ROOT, REPO_ROOT, prometheus_targets
 from stack_guard import prometheus_query
 
-from evilnet.platform.health import wait_for
 from evilnet.platform.inventory import deployed_shards
 from evilnet.schema import JOB_QUERIES
+from evilnet.waiting import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from evilnet.platform.health import wait_for
 from evilnet.producer.simulator import XApiSimulator
+from evilnet.waiting import wait_for
 
 TOKEN = "sim-token-5f1c0e"  # a test app's token; tests check it never leaks
 
