@@ -21,6 +21,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 GENERATOR = REPO_ROOT / "grafana" / "generate.py"
+PLAYBOOK_GROUP_VARS = REPO_ROOT / "ansible" / "playbooks" / "group_vars" / "all"
 MONITOR_ROOT = REPO_ROOT / ".run" / "hosts" / "monitor"
 
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<format>\w+))?\}|\$(?P<bare>[A-Za-z]\w*)")
@@ -103,7 +104,8 @@ def render_for_production(role: str, template: str, target: Path) -> None:
         [str(BIN / "ansible"), "-i", "inventories/production", "monitor.evilnet.internal",
          "-c", "local", "-e", "ansible_become=false",
          "-e", f"ansible_python_interpreter={BIN / 'python'}",
-         "-e", "@ansible/playbooks/group_vars/all.yml",
+         # What every play gets from the playbooks' group_vars (conventions, contracts).
+         *[f"--extra-vars=@{path}" for path in sorted(PLAYBOOK_GROUP_VARS.glob("*.yml"))],
          "-e", f"@ansible/roles/{role}/defaults/main.yml",
          "-e", f"role_path={REPO_ROOT / 'ansible' / 'roles' / role}",
          "-m", "ansible.builtin.copy",
