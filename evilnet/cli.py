@@ -28,11 +28,12 @@ def _register() -> None:
     main.add_command(simulate_x_api)
     main.add_command(synth)
 
-    from evilnet.spark.cli import check, query, schema
+    from evilnet.spark.cli import check, locate, query, schema
 
     main.add_command(schema)
     main.add_command(query)
     main.add_command(check)
+    main.add_command(locate)
 
     from evilnet.plan_cli import plan, producer_health, render
 

@@ -286,3 +286,26 @@ def check(file: Path, bootstrap_servers: str, topic: str, job: str, shift_to: st
         click.echo(f"--- {view}: the job's rows differ from the reference\n{account}", err=True)
     click.echo(json.dumps(summary, ensure_ascii=False))
     sys.exit(1 if differences else 0)
+
+
+# --- locate -------------------------------------------------------------------------
+
+@click.command()
+def locate() -> None:
+    """Where this host's environment keeps the stream job and SPARK_HOME (JSON).
+
+    Asked by the spark and stream_job roles: ``stream_job`` is the installed job
+    file, ``spark_home`` the installed pyspark package (null where pyspark is not
+    installed), and ``code_digest`` the sha256 of the installed evilnet's file list
+    (its RECORD holds every file's hash), so that new code restarts the job.
+    """
+    import hashlib
+    from importlib import metadata, util
+
+    pyspark = util.find_spec("pyspark")
+    record = metadata.distribution("evilnet").read_text("RECORD") or ""
+    click.echo(json.dumps({
+        "stream_job": util.find_spec("evilnet.spark.job").origin,
+        "spark_home": str(Path(pyspark.origin).parent) if pyspark else None,
+        "code_digest": hashlib.sha256(record.encode()).hexdigest(),
+    }))
