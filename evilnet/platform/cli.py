@@ -10,10 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from evilnet.planner import PlanError
 from evilnet.platform import health as checks
-from evilnet.platform.inventory import Inventory, InventoryError
-from evilnet.platform.staging import DEFAULT_PINS, StagingError, default_cache_dir
+from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
+from evilnet.platform.staging import StagingError, default_cache_dir
 from evilnet.platform.staging import stage as stage_artifacts
 from evilnet.platform.topics import TopicError, ensure_topics, pipeline_topics
 
@@ -22,10 +21,14 @@ console = Console(stderr=True)
 
 @click.command()
 @click.option("--pins", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=DEFAULT_PINS, show_default=True, help="Pinned artifacts to stage.")
+              default=Path("ansible/artifacts.yml"), show_default=True,
+              help="Pinned artifacts to stage (relative to the current directory).")
+@click.option("--project", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="The project's source tree, built into the wheel the hosts install.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cache directory [default: $EVILNET_CACHE or ~/.cache/evilnet].")
-def stage(pins: Path, cache: Path | None) -> None:
+def stage(pins: Path, project: Path, cache: Path | None) -> None:
     """Resolve, verify and cache the pinned artifacts the hosts install."""
     with console.status("staging artifacts") as spinner:
         def progress(message: str) -> None:
@@ -33,7 +36,7 @@ def stage(pins: Path, cache: Path | None) -> None:
             console.log(message)
 
         try:
-            manifest = stage_artifacts(pins, cache or default_cache_dir(), progress)
+            manifest = stage_artifacts(pins, project, cache or default_cache_dir(), progress)
         except StagingError as error:
             raise click.ClickException(str(error)) from error
     click.echo(manifest)
@@ -114,10 +117,14 @@ def health_spark(master_ui: str, workers: tuple[str, ...], wait: float) -> None:
 @click.command()
 @click.option("-i", "--inventory", "inventory_path", type=click.Path(exists=True, path_type=Path),
               default=Path("inventories/local"), show_default=True)
-def status(inventory_path: Path) -> None:
+@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_ROLES, show_default=True,
+              help="The Ansible roles whose defaults fill in what the inventory does not set.")
+def status(inventory_path: Path, roles: Path) -> None:
     """Print the health of every service of an inventory as a table."""
     try:
-        inventory = Inventory.load(inventory_path)
+        inventory = Inventory.load(inventory_path, roles=roles)
+        services = list(inventory.health_checks())
     except InventoryError as error:
         raise click.ClickException(str(error)) from error
     table = Table(title=f"EvilNet services ({inventory_path})")
@@ -125,10 +132,10 @@ def status(inventory_path: Path) -> None:
         table.add_column(column)
     all_ok = True
     try:
-        producers = list(inventory.producer_checks(inventory_path))
-    except PlanError as error:
+        producers = list(inventory.producer_checks())
+    except InventoryError as error:
         producers = [("producers", "deployed.json", partial(checks.Health, False, str(error)))]
-    for service, endpoint, result in checks.run_checks([*inventory.health_checks(), *producers]):
+    for service, endpoint, result in checks.run_checks([*services, *producers]):
         all_ok &= result.ok
         table.add_row(service, endpoint, "[green]yes[/]" if result.ok else "[red]no[/]",
                       result.detail)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from evilnet.platform.playbook import run_playbook
@@ -104,3 +106,29 @@ def test_a_second_run_reports_no_change_and_nothing_is_left_in_the_checkout(
     assert again.recap()["alpha"]["changed"] == 0
     assert ("Write a marker", "ok", "alpha") in again.events()
     assert set(REPO_ROOT.iterdir()) == before
+
+
+def _processes_running(path: Path) -> list[str]:
+    """Command lines of the processes that name ``path``."""
+    found = []
+    for process in Path("/proc").iterdir():
+        try:
+            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, NotADirectoryError):
+            continue
+        if str(path) in command:
+            found.append(command)
+    return found
+
+
+def test_a_run_past_its_timeout_is_stopped_with_all_its_processes(tmp_path: Path) -> None:
+    _, inventory = _project(tmp_path)
+    slow = tmp_path / "slow.yml"
+    _write(slow, [{"name": "Slow", "hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "Wait", "ansible.builtin.pause": {"seconds": 120}}]}])
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="ran for more than 3 s"):
+        run_playbook(slow, inventory, project_dir=REPO_ROOT, timeout=3)
+    assert time.monotonic() - started < 60
+    # Mitogen's multiplexer included: it runs in a session of its own.
+    assert _processes_running(slow) == []
