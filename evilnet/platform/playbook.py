@@ -98,8 +98,7 @@ def _result(event: Mapping[str, Any]) -> TaskResult | None:
 
 
 def run_playbook(playbook: str | Path, *inventories: str | Path, project_dir: Path,
-                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 timeout: float = 1200) -> PlaybookRun:
+                 extra_args: Sequence[str] = (), timeout: float = 1200) -> PlaybookRun:
     """Run ``playbook`` (relative to ``project_dir``, the checkout holding ansible.cfg)
     against ``inventories`` (none: ansible.cfg's), with more ``ansible-playbook`` args.
 
@@ -113,7 +112,7 @@ def run_playbook(playbook: str | Path, *inventories: str | Path, project_dir: Pa
     arguments += [*extra_args, str(project_dir / playbook)]
     envvars = {"ANSIBLE_CONFIG": str(project_dir / "ansible.cfg"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-               "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+               "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with tempfile.TemporaryDirectory(prefix="evilnet-ansible-runner-") as private_data_dir:
         deadline = _Deadline(timeout, marker=private_data_dir)
         runner = ansible_runner.run(
