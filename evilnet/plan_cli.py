@@ -15,18 +15,15 @@ Exit status 2: the input or the inventory cannot be planned (nothing was written
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from evilnet.cities import PlanInputError, split_list
 from evilnet.planner import (
     PlanError,
-    Settings,
     describe_diff,
     diff_plans,
     make_plan,
@@ -35,9 +32,14 @@ from evilnet.planner import (
     write_plan,
 )
 from evilnet.platform.health import producer_shard
+from evilnet.platform.inventory import (
+    DEFAULT_ROLES,
+    Inventory,
+    InventoryError,
+    deployed_shards,
+)
 
 EXIT_BAD_INPUT = 2
-DEPLOYED_FILE = "producers/deployed.json"  # under each producer host's evilnet_root
 
 
 def _fail(error: Exception) -> None:
@@ -52,6 +54,10 @@ def _fail(error: Exception) -> None:
               help="Topics (keywords or phrases), comma-separated or one per line.")
 @click.option("--inventory", required=True,
               type=click.Path(exists=True, path_type=Path), help="inventories/<env>")
+@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_ROLES, show_default=True,
+              help="The Ansible roles whose defaults fill in what the inventory does not set "
+                   "(relative to the current directory: run from the repository root).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write plan.json (and the rendered shards) here.")
 @click.option("--check", is_flag=True, help="Validate and plan, write nothing.")
@@ -60,13 +66,14 @@ def _fail(error: Exception) -> None:
               help="Compare with what the producer hosts run (diff.json beside plan.json).")
 @click.option("--deployed", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --diff: compare with this deployed.json instead of asking the hosts.")
-def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, out: Path | None,
-         check: bool, no_render: bool, show_diff: bool, deployed: Path | None) -> None:
+def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, roles: Path,
+         out: Path | None, check: bool, no_render: bool, show_diff: bool,
+         deployed: Path | None) -> None:
     """Plan CITIES x TOPICS into X API rules, shards and producer hosts."""
     try:
-        settings = Settings.from_inventory(inventory)
+        settings = Inventory.load(inventory, roles=roles).planner_settings()
         the_plan = make_plan(split_list(cities), split_list(topics), settings)
-    except (PlanInputError, PlanError) as error:
+    except (PlanInputError, PlanError, InventoryError) as error:
         _fail(error)
     document = the_plan.to_json()
     summary = (f"{len(the_plan.cities)} cities x {len(the_plan.topics)} topics = "
@@ -91,7 +98,7 @@ def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, out:
         try:
             current = (json.loads(deployed.read_text(encoding="utf-8"))["shards"] if deployed
                        else deployed_shards(inventory))
-        except PlanError as error:
+        except InventoryError as error:
             _fail(error)
         changes = diff_plans(current, document["shards"])
         click.echo(describe_diff(changes))
@@ -100,37 +107,10 @@ def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, out:
                                            + "\n", encoding="utf-8")
 
 
-def deployed_shards(inventory: Path) -> list[dict[str, Any]]:
-    """The shards every producer host says it runs (producers/deployed.json on each)."""
-    ansible = Path(sys.executable).with_name("ansible")
-    result = subprocess.run(
-        [str(ansible), "producers", "-i", str(inventory), "-o", "-m", "ansible.builtin.slurp",
-         "-a", "src={{ evilnet_root }}/" + DEPLOYED_FILE],
-        capture_output=True, text=True, check=False)
-    shards: list[dict[str, Any]] = []
-    for line in result.stdout.splitlines():
-        host, _, rest = line.partition(" | ")
-        status, _, payload = rest.partition(" => ")
-        if not payload:
-            continue
-        answer = json.loads(payload)
-        if status.startswith("SUCCESS"):
-            import base64
-
-            shards += json.loads(base64.b64decode(answer["content"]))["shards"]
-        elif "not found" in answer.get("msg", "") or "not exist" in answer.get("msg", ""):
-            continue  # nothing deployed on this host yet
-        else:
-            raise PlanError(f"cannot read what {host} runs: {answer.get('msg', status)}")
-    if result.returncode not in (0, 2) or (result.returncode and not result.stdout):
-        raise PlanError(f"ansible producers: {result.stderr.strip()[-2000:]}")
-    return shards
-
-
 @click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def render(out: Path) -> None:
-    """Render OUT/plan.json with templates/ into OUT/shards/<shard>/ (config + compose)."""
+    """Render OUT/plan.json into OUT/shards/<shard>/ (config + compose, from templates/)."""
     try:
         written = render_plan(out)
     except PlanError as error:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,9 @@ from evilnet.producer.config import parse_config
 
 PLAN_VERSION = 1
 PLAN_FILE = "plan.json"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES_DIR = REPO_ROOT / "templates"
+# The jinja2 sources of the rendered files: the top-level templates/ folder, installed
+# as this package's data (pyproject maps it), so the wheel renders without a checkout.
+TEMPLATES_PACKAGE = "evilnet.templates"
 # The file a shard's token is written to, in the shard's directory on its host
 # (the service's working directory): bearer_token_file is relative to it.
 TOKEN_FILE = "bearer-token"
@@ -98,32 +99,30 @@ class Settings:
         return AccessLevel(level.rule_max_length, per_app)
 
     @classmethod
-    def from_inventory(cls, path: Path) -> Settings:
-        from evilnet.platform.inventory import Inventory, InventoryError
+    def from_variables(cls, inventory: str, hosts: dict[str, str],
+                       variables: Mapping[str, Any], kafka_bootstrap_servers: str) -> Settings:
+        """Settings from the inventory's ``producers`` group, as the platform reads it.
 
-        try:
-            inventory = Inventory.load(path)
-        except InventoryError as error:
-            raise PlanError(str(error)) from None
-        hosts = inventory.groups.get("producers", [])
+        ``hosts`` maps each producer host to its address, in inventory order;
+        ``variables`` are the first host's (the group's planner_* settings).
+        """
         if not hosts:
-            raise PlanError(f"{path}: the inventory has no host in the group 'producers'")
-        variables = inventory.hostvars.get(hosts[0], {})
-        apps = _apps(variables.get("planner_apps"), path)
+            raise PlanError(f"{inventory}: the inventory has no host in the group 'producers'")
+        apps = _apps(variables.get("planner_apps"), inventory)
         level = variables.get("planner_access_level", DEFAULT_ACCESS_LEVEL)
         if level not in ACCESS_LEVELS:
-            raise PlanError(f"{path}: planner_access_level must be one of "
+            raise PlanError(f"{inventory}: planner_access_level must be one of "
                             f"{', '.join(ACCESS_LEVELS)}, not {level!r}")
         base_url = variables.get("planner_x_api_base_url")
         if not base_url:
             if variables.get("x_api_simulator_enabled"):
                 port = variables.get("x_api_simulator_port", 8080)
-                base_url = f"http://{inventory.address(hosts[0])}:{port}"
+                base_url = f"http://{next(iter(hosts.values()))}:{port}"
             else:
                 base_url = X_API_BASE_URL
         settings = cls(
-            inventory=str(path), hosts={h: inventory.address(h) for h in hosts}, apps=apps,
-            kafka_bootstrap_servers=inventory.kafka_bootstrap(), x_api_base_url=base_url,
+            inventory=inventory, hosts=dict(hosts), apps=apps,
+            kafka_bootstrap_servers=kafka_bootstrap_servers, x_api_base_url=base_url,
             access_level=level,
             max_rules_per_shard=variables.get("planner_max_rules_per_shard"),
             radius_km=int(variables.get("planner_radius_km", 25)),
@@ -136,7 +135,7 @@ class Settings:
         return settings
 
 
-def _apps(raw: Any, origin: Path) -> list[App]:
+def _apps(raw: Any, origin: str) -> list[App]:
     if not isinstance(raw, list) or not raw:
         raise PlanError(f"{origin}: planner_apps must list the X apps (one per shard), "
                         "each {name: ..., credential: {env|file|vault: ...}}")
@@ -305,8 +304,8 @@ def _quote(value: Any) -> str:
                   lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def template_environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+def template_environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader(TEMPLATES_PACKAGE, "."),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["q"] = _quote
@@ -337,10 +336,10 @@ def write_plan(plan: Plan, out: Path) -> Path:
     return target
 
 
-def render_plan(out: Path, templates: Path = TEMPLATES_DIR) -> list[Path]:
+def render_plan(out: Path) -> list[Path]:
     """Render every shard of ``out/plan.json`` into ``out/shards/<shard>/``."""
     plan = read_plan(out)
-    env = template_environment(templates)
+    env = template_environment()
     shards_dir = out / "shards"
     written = []
     rendered = {shard["name"]: render_shard(plan, shard, env) for shard in plan["shards"]}

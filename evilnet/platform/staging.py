@@ -10,6 +10,9 @@ A component is staged again only when its pins change (its *key* is a hash of it
 specification); the project's own wheel is rebuilt only when its sources change.
 Archives and wheels are byte-for-byte reproducible, so a second ``make up`` copies
 nothing and Ansible reports no change.
+
+The pins file and the project's source tree (built into the wheel the hosts install)
+are arguments: the command line defaults them to the repository it runs in.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PINS = REPO_ROOT / "ansible" / "artifacts.yml"
 # Reproducible archives and wheels: a fixed timestamp for every member.
 _EPOCH = 315532800  # 1980-01-01, the earliest date a zip file can hold
-# Inputs of the project's own wheel: a change in any of them rebuilds it.
-_WHEEL_SOURCES = ("pyproject.toml", "evilnet", "producer", "spark")
+# Inputs of the project's own wheel (pyproject's package-dir): a change in any of them
+# rebuilds it. The build also reads the README (the package's long description).
+_WHEEL_SOURCES = ("pyproject.toml", "evilnet", "producer", "spark", "templates")
+_WHEEL_README = "README.md"
 
 Progress = Callable[[str], None]
 
@@ -145,34 +148,25 @@ def _pip(*args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
 
 
-def stage_python(pyspark_version: str, uv_version: str, cache: Path,
+def stage_python(pyspark_version: str, uv_version: str, project: Path, cache: Path,
                  progress: Progress) -> dict[str, StagedFile]:
-    """The wheelhouse: the project's wheel, its dependencies, pyspark, and uv."""
+    """The wheelhouse: the wheel of ``project`` (the source tree), its dependencies,
+    pyspark, and uv."""
     wheelhouse = cache / "wheelhouse"
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(_EPOCH)}
 
-    source_key = _source_key()
+    source_key = _source_key(project)
     project_wheels = sorted(wheelhouse.glob("evilnet-*.whl"))
     stamp = wheelhouse / "evilnet.source-key"
     if not (project_wheels and stamp.exists() and stamp.read_text() == source_key):
         progress("evilnet wheel: building from the working tree")
         for old in project_wheels:
             old.unlink()
-        with tempfile.TemporaryDirectory(prefix="stage-evilnet-") as build_dir:
-            # Build from a copy: an in-tree build leaves build/ and *.egg-info behind.
-            copy = Path(build_dir) / "src"
-            shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(
-                ".git", ".venv", ".run", ".cache", "__pycache__", "*.egg-info", "build"))
-            result = subprocess.run(
-                _pip("wheel", "--no-deps", "-w", str(wheelhouse), str(copy)),
-                capture_output=True, text=True, env=env, check=False)
-            if result.returncode != 0:
-                raise StagingError(f"building the evilnet wheel failed:\n{result.stderr[-2000:]}")
+        project_wheel = build_project_wheel(project, wheelhouse)
         stamp.write_text(source_key)
     else:
         progress("evilnet wheel: cached")
-    project_wheel = next(wheelhouse.glob("evilnet-*.whl"))
+        project_wheel = project_wheels[0]
 
     progress("python dependencies: resolving into the wheelhouse")
     _run(_pip("wheel", "-q", "-w", str(wheelhouse), "--find-links", str(wheelhouse),
@@ -188,6 +182,32 @@ def stage_python(pyspark_version: str, uv_version: str, cache: Path,
                               str(project_wheel), _sha256(project_wheel)),
         "pyspark": StagedFile(pyspark.name, pyspark_version, str(pyspark), _sha256(pyspark)),
     }
+
+
+def build_project_wheel(project: Path, out: Path) -> Path:
+    """Build the wheel of the source tree ``project`` into ``out``; return its path.
+
+    Reproducible (fixed timestamps), and built from a copy of the wheel's sources: an
+    in-tree build would leave build/ and *.egg-info in the working tree.
+    """
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(_EPOCH)}
+    with tempfile.TemporaryDirectory(prefix="stage-evilnet-") as build_dir:
+        copy = Path(build_dir) / "src"
+        copy.mkdir()
+        for name in (*_WHEEL_SOURCES, _WHEEL_README):
+            source = project / name
+            if source.is_dir():
+                shutil.copytree(source, copy / name,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            else:
+                shutil.copy2(source, copy / name)
+        result = subprocess.run(_pip("wheel", "--no-deps", "-w", str(copy / "dist"), str(copy)),
+                                capture_output=True, text=True, env=env, check=False)
+        if result.returncode != 0:
+            raise StagingError(f"building the evilnet wheel failed:\n{result.stderr[-2000:]}")
+        (built,) = (copy / "dist").glob("evilnet-*.whl")
+        out.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(built, out / built.name))
 
 
 def _pinned_wheel(wheelhouse: Path, name: str, version: str, progress: Progress) -> Path:
@@ -236,21 +256,24 @@ def _wheel_version(wheel: Path) -> str:
     return wheel.name.split("-")[1]
 
 
-def _source_key() -> str:
+def _source_key(project: Path) -> str:
     digest = hashlib.sha256()
     for top in _WHEEL_SOURCES:
-        root = REPO_ROOT / top
+        root = project / top
+        if not root.exists():
+            raise StagingError(f"{project} is not the project's source tree: no {top}")
         paths: Iterable[Path] = [root] if root.is_file() else sorted(root.rglob("*"))
         for path in paths:
             if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(str(path.relative_to(project)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def stage(pins_file: Path = DEFAULT_PINS, cache: Path | None = None,
+def stage(pins_file: Path, project: Path, cache: Path | None = None,
           progress: Progress = lambda _: None) -> Path:
-    """Stage everything ``pins_file`` names; return the manifest's path."""
+    """Stage everything ``pins_file`` names and the wheel of ``project``, the source
+    tree; return the manifest's path."""
     cache = cache or default_cache_dir()
     pins = yaml.safe_load(pins_file.read_text())
     if shutil.which("mvn") is None:
@@ -263,7 +286,8 @@ def stage(pins_file: Path = DEFAULT_PINS, cache: Path | None = None,
             spec.get("only")))
     manifest["maven"] = maven
     python = pins["python"]
-    staged_python = stage_python(str(python["pyspark"]), str(python["uv"]), cache, progress)
+    staged_python = stage_python(str(python["pyspark"]), str(python["uv"]), project, cache,
+                                 progress)
     manifest["python"] = {name: asdict(staged) for name, staged in staged_python.items()}
     path = cache / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
