@@ -2,11 +2,14 @@
 
 The inventory is the one description of where services run; ports and other
 settings come from the inventory or, when it does not set them, from the roles'
-own ``defaults/main.yml`` (read here, never copied).
+own ``defaults/main.yml`` (read, never copied). The roles' directory is given by
+the caller (the command line's ``--roles``): an installed package has no checkout
+to look in.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -15,13 +18,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from evilnet.planner import Settings
 from evilnet.platform import health as checks
 from evilnet.schema import KEYSPACE
 
-ROLES_DIR = Path(__file__).resolve().parents[2] / "ansible" / "roles"
+# What the producer role records of the shards a host runs, under its evilnet_root.
+DEPLOYED_FILE = "producers/deployed.json"
+# The command lines' default for the roles' directory: ansible.cfg's roles_path,
+# relative to the repository root they run from (the Makefile, Jenkins, the roles).
+DEFAULT_ROLES = Path("ansible/roles")
 
 # The group names are fixed: tools, docs and playbooks rely on them.
 GROUPS = ("zookeeper", "kafka", "cassandra", "spark_master", "spark_workers",
@@ -32,35 +41,44 @@ class InventoryError(RuntimeError):
     """The inventory cannot be read."""
 
 
-def _ansible_inventory() -> str:
-    beside_python = Path(sys.executable).with_name("ansible-inventory")
-    found = str(beside_python) if beside_python.exists() else shutil.which("ansible-inventory")
+def _ansible_tool(name: str) -> str:
+    """An Ansible command of the running environment (the venv's), else from PATH."""
+    beside_python = Path(sys.executable).with_name(name)
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
     if not found:
-        raise InventoryError("ansible-inventory not found: run `make venv` first")
+        raise InventoryError(f"{name} not found: run `make venv` first")
     return found
 
 
 @dataclass
 class Inventory:
+    path: Path
     groups: dict[str, list[str]]
     hostvars: dict[str, dict]
+    # The roles whose defaults/main.yml hold what the inventory does not set.
+    roles: Path
 
     @classmethod
-    def load(cls, path: Path) -> Inventory:
-        result = subprocess.run([_ansible_inventory(), "-i", str(path), "--list"],
+    def load(cls, path: Path, *, roles: Path) -> Inventory:
+        result = subprocess.run([_ansible_tool("ansible-inventory"), "-i", str(path), "--list"],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise InventoryError(f"cannot read inventory {path}:\n{result.stderr.strip()}")
         data = json.loads(result.stdout)
         hostvars = data.get("_meta", {}).get("hostvars", {})
         groups = {name: list(data.get(name, {}).get("hosts", [])) for name in GROUPS}
-        return cls(groups, hostvars)
+        return cls(path, groups, hostvars, roles)
 
     def var(self, host: str, name: str, role: str):
         """A host's variable, falling back to the role's default."""
         if name in self.hostvars.get(host, {}):
             return self.hostvars[host][name]
-        return _role_defaults(role)[name]
+        defaults = self.roles / role / "defaults" / "main.yml"
+        try:
+            return (yaml.safe_load(defaults.read_text()) or {})[name]
+        except (OSError, KeyError):
+            raise InventoryError(f"{name}: not set for {host} in {self.path}, and not in "
+                                 f"{defaults} (--roles names the roles' directory)") from None
 
     def address(self, host: str) -> str:
         return self.hostvars.get(host, {}).get("ansible_host", host)
@@ -68,6 +86,13 @@ class Inventory:
     def kafka_bootstrap(self) -> str:
         return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
                         for h in self.groups["kafka"])
+
+    def planner_settings(self) -> Settings:
+        """What the planner needs of this inventory (raises PlanError, InventoryError)."""
+        hosts = self.groups["producers"]
+        return Settings.from_variables(
+            str(self.path), {host: self.address(host) for host in hosts},
+            self.hostvars.get(hosts[0], {}) if hosts else {}, self.kafka_bootstrap())
 
     def health_checks(self) -> Iterator[tuple[str, str, Callable[[], checks.Health]]]:
         zookeeper = [(self.address(h), int(self.var(h, "zookeeper_client_port", "zookeeper")))
@@ -123,11 +148,9 @@ class Inventory:
                 url = f"http://{self.address(host)}:{self.var(host, 'grafana_port', 'grafana')}"
                 yield "grafana", url, partial(checks.grafana, url)
 
-    def producer_checks(self, inventory_path: Path) -> Iterator[tuple[str, str, checks.Check]]:
+    def producer_checks(self) -> Iterator[tuple[str, str, checks.Check]]:
         """One check per shard that the producer hosts say they run (asks the hosts)."""
-        from evilnet.plan_cli import deployed_shards
-
-        for shard in deployed_shards(inventory_path):
+        for shard in deployed_shards(self.path):
             yield (f"producer {shard['name']}", f"{shard['address']}:{shard['metrics_port']}",
                    partial(checks.producer_shard, shard["address"], shard["metrics_port"]))
 
@@ -137,6 +160,25 @@ def _enabled(value: object) -> bool:
     return str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
-def _role_defaults(role: str) -> dict:
-    path = ROLES_DIR / role / "defaults" / "main.yml"
-    return yaml.safe_load(path.read_text()) or {}
+def deployed_shards(inventory: Path) -> list[dict[str, Any]]:
+    """The shards every producer host says it runs (producers/deployed.json on each)."""
+    result = subprocess.run(
+        [_ansible_tool("ansible"), "producers", "-i", str(inventory), "-o",
+         "-m", "ansible.builtin.slurp", "-a", "src={{ evilnet_root }}/" + DEPLOYED_FILE],
+        capture_output=True, text=True, check=False)
+    shards: list[dict[str, Any]] = []
+    for line in result.stdout.splitlines():
+        host, _, rest = line.partition(" | ")
+        status, _, payload = rest.partition(" => ")
+        if not payload:
+            continue
+        answer = json.loads(payload)
+        if status.startswith("SUCCESS"):
+            shards += json.loads(base64.b64decode(answer["content"]))["shards"]
+        elif "not found" in answer.get("msg", "") or "not exist" in answer.get("msg", ""):
+            continue  # nothing deployed on this host yet
+        else:
+            raise InventoryError(f"cannot read what {host} runs: {answer.get('msg', status)}")
+    if result.returncode not in (0, 2) or (result.returncode and not result.stdout):
+        raise InventoryError(f"ansible producers: {result.stderr.strip()[-2000:]}")
+    return shards
