@@ -4,7 +4,8 @@
     .venv/bin/python ansible/generate_contracts.py --check   # exit 1 if it differs
 
 The roles name the pipeline's Kafka topics, its Cassandra keyspace and its metric
-names through these variables (``evilnet_contract_*``), never by writing the value:
+names (and the X API access level a plan assumes) through these variables
+(``evilnet_contract_*``), never by writing the value:
 a rename in ``evilnet/contracts.py``, ``evilnet/schema.py``, ``producer/metrics.py``
 or ``spark/metrics.py`` reaches every role when this file is regenerated, and a test
 fails while it is not.
@@ -53,6 +54,9 @@ def sections() -> list[tuple[str, dict[str, object]]]:
           "evilnet_contract_dead_letter_topic": contracts.DEAD_LETTER_TOPIC}),
         ("The Cassandra keyspace of the analytics tables (evilnet.schema.KEYSPACE).",
          {"evilnet_contract_keyspace": schema.KEYSPACE}),
+        ("The X API access level a plan assumes where the inventory sets no\n"
+         "planner_access_level (evilnet.contracts.DEFAULT_ACCESS_LEVEL).",
+         {"evilnet_contract_default_access_level": contracts.DEFAULT_ACCESS_LEVEL}),
         ("Prometheus metric names of the producers (producer/metrics.py) and of the\n"
          "stream job (spark/metrics.py), by constant. Counters are exposed with a\n"
          "_total suffix, histograms with _bucket, _sum and _count, info with _info.",

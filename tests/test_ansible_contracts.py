@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
+from evilnet.contracts import DEAD_LETTER_TOPIC, DEFAULT_ACCESS_LEVEL, TWEETS_TOPIC
 from evilnet.producer import metrics as producer_metrics
 from evilnet.schema import KEYSPACE
 from evilnet.spark import metrics as job_metrics
@@ -40,6 +40,8 @@ ROLE_DEFAULTS = {
     ("stream_job", "stream_job_keyspace"): KEYSPACE,
     ("stream_job", "stream_job_topic"): TWEETS_TOPIC,
     ("prometheus", "prometheus_tweets_topic"): TWEETS_TOPIC,
+    # A host outside the producers group has no planner_access_level of the inventory.
+    ("x_api_simulator", "x_api_simulator_access_level"): DEFAULT_ACCESS_LEVEL,
 }
 
 
@@ -65,6 +67,7 @@ def test_the_vars_file_carries_the_python_contracts() -> None:
     assert variables["evilnet_contract_tweets_topic"] == TWEETS_TOPIC
     assert variables["evilnet_contract_dead_letter_topic"] == DEAD_LETTER_TOPIC
     assert variables["evilnet_contract_keyspace"] == KEYSPACE
+    assert variables["evilnet_contract_default_access_level"] == DEFAULT_ACCESS_LEVEL
     producer, job = (variables["evilnet_contract_producer_metrics"],
                      variables["evilnet_contract_job_metrics"])
     assert producer["dead_letters"] == producer_metrics.DEAD_LETTERS
