@@ -64,7 +64,7 @@ def test_rules_as_long_as_the_largest_access_level_allows_are_accepted(tmp_path:
         **VALID, "rules": [{"value": "x" * longest, "tag": tag}]}))
     assert len(config.rules[0].value) == longest
 
-    with pytest.raises(ConfigError, match="rules.0.value:"):
+    with pytest.raises(ConfigError, match=r"rules\.0\.value:"):
         load_config(write_config(tmp_path / "p.yaml", **{
             **VALID, "rules": [{"value": "x" * (longest + 1), "tag": tag}]}))
 
