@@ -172,6 +172,13 @@ def test_preflight_checks_each_group_against_the_roles_its_plays_run() -> None:
 
 # The preflight play: the inventory's values, before any host is touched.
 
+def test_site_yml_starts_with_the_preflight_play_and_stops_on_its_first_failure() -> None:
+    first = _load(ANSIBLE / "site.yml")[0]
+    assert first["ansible.builtin.import_playbook"] == "playbooks/preflight.yml"
+    (preflight,) = _load(ANSIBLE / "playbooks" / "preflight.yml")
+    assert preflight["hosts"] == "all" and preflight["any_errors_fatal"] is True
+
+
 def _preflight(*inventories: Path, extra_args: tuple[str, ...] = ()) -> PlaybookRun:
     return run_playbook("ansible/playbooks/preflight.yml", *inventories, project_dir=REPO_ROOT,
                         extra_args=extra_args, timeout=300)
