@@ -52,17 +52,31 @@ class AccessLevel:
 
     rule_max_length: int  # characters of one rule's value
     rules_per_app: int
+    # Stream connections open at once per app: a second one beyond this is refused
+    # with HTTP 429 TooManyConnections (redundant connections are Enterprise only).
+    stream_connections: int = 1
+    # Posts delivered per monthly billing cycle before the API answers HTTP 429
+    # UsageCapExceeded; None where the contract sets no fixed cap.
+    monthly_post_cap: int | None = None
+    # The most ``backfill_minutes`` a reconnect may ask for (0: not available).
+    backfill_max_minutes: int = 0
 
 
 # The filtered-stream limits per app (project), by the names ``planner_access_level``
-# takes, as X documents them: pay-per-use (today's self-serve plan) and the earlier
-# Pro allow 1,000 rules of 1,024 characters, Enterprise 25,000 of 2,048 characters;
-# ``basic`` is the small self-serve level of 25 rules of 512 characters.
+# takes, as X documents them: pay-per-use (today's default self-serve plan) allows
+# 1 connection and 1,000 rules of 1,024 characters, and caps post reads at 2 million
+# a month (the post-cap page; a later pricing page says 3 million: the lower figure
+# warns earlier); the earlier Pro had the same rule limits and 1 million posts a
+# month; Enterprise allows 25,000 rules of 2,048 characters, 2 redundant connections
+# and a backfill of up to 5 minutes, under a negotiated volume. ``basic`` is the small
+# self-serve level of 25 rules of 512 characters and 10,000 posts a month.
 ACCESS_LEVELS = {
-    "basic": AccessLevel(rule_max_length=512, rules_per_app=25),
-    "pay-per-use": AccessLevel(rule_max_length=1024, rules_per_app=1000),
-    "pro": AccessLevel(rule_max_length=1024, rules_per_app=1000),
-    "enterprise": AccessLevel(rule_max_length=2048, rules_per_app=25000),
+    "basic": AccessLevel(rule_max_length=512, rules_per_app=25, monthly_post_cap=10_000),
+    "pay-per-use": AccessLevel(rule_max_length=1024, rules_per_app=1000,
+                               monthly_post_cap=2_000_000),
+    "pro": AccessLevel(rule_max_length=1024, rules_per_app=1000, monthly_post_cap=1_000_000),
+    "enterprise": AccessLevel(rule_max_length=2048, rules_per_app=25000, stream_connections=2,
+                              backfill_max_minutes=5),
 }
 # The level a plan (and the local X API simulator) assumes when none is given.
 DEFAULT_ACCESS_LEVEL = "pro"
@@ -117,7 +131,9 @@ class RuleTag:
 
 # --- Kafka record schema ----------------------------------------------------------
 
-RECORD_SCHEMA_VERSION = 1
+# Version 2 added ``producer`` and ``received_at`` (redundant producers, the fidelity
+# report); both are optional, so a version-1 record still reads as a version-2 one.
+RECORD_SCHEMA_VERSION = 2
 
 
 class PostRecord(BaseModel):
@@ -126,6 +142,13 @@ class PostRecord(BaseModel):
     ``created_at`` is the post's own creation time (the job's event time), in UTC,
     ISO 8601 with a ``Z`` suffix. ``topics`` are the topics of ``city`` that the
     post matched, sorted and without repeats.
+
+    Since version 2, ``producer`` names the producer copy that delivered the post
+    (``<shard>@<host>``, :func:`producer_id`; the shard's name alone when it runs
+    once) and ``received_at`` is when that producer read it off the stream (UTC).
+    Two redundant producers of one shard each write their own record of a post;
+    consumers count a post once by ``id`` (the stream job drops the duplicates),
+    and the fidelity report compares the copies by these two fields.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -139,6 +162,18 @@ class PostRecord(BaseModel):
     topics: list[str] = Field(min_length=1)
     lang: str | None = None
     text: str = ""
+    producer: str | None = None
+    received_at: datetime | None = None
+
+
+def producer_id(shard: str, host: str | None = None) -> str:
+    """The name a producer copy writes in :attr:`PostRecord.producer` and in its metrics."""
+    return f"{shard}@{host}" if host else shard
+
+
+def shard_of_producer(producer: str) -> str:
+    """The shard a :func:`producer_id` belongs to."""
+    return producer.partition("@")[0]
 
 
 class DeadLetterReason(StrEnum):

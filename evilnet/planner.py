@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ class Settings:
     def limits(self) -> AccessLevel:
         level = ACCESS_LEVELS[self.access_level]
         per_app = min(level.rules_per_app, self.max_rules_per_shard or level.rules_per_app)
-        return AccessLevel(level.rule_max_length, per_app)
+        return replace(level, rules_per_app=per_app)
 
     @classmethod
     def from_variables(cls, inventory: str, hosts: dict[str, str],
