@@ -16,19 +16,32 @@ What it implements, as the API does:
   ``matching_rules`` naming the rules' ids and tags, and only the fields and
   expansions the client asked for (``tweet.fields``, ``expansions``, ...).
 
-Where it differs from X: a second stream connection of one app replaces the
-first (X answers 429 TooManyConnections; inject a 429 to test that path), and
-rule values are not interpreted (posts are made from the tags).
+Real faults, with the bodies and headers X sends (:data:`X_ERRORS`, copied from
+captured responses, see ``tests/producer/samples/errors.json``): a stream
+connection of an app with no rules gets 409 RuleConfigurationIssue; one more
+connection than the access level allows (``stream_connections``) gets 429
+TooManyConnections, unless the peer of an open one has hung up; an unknown
+token gets 401. ``GET .../rules`` pages (``max_results`` 1-1000,
+``pagination_token``, ``meta.next_token``); ``POST .../rules?delete_all=true``
+deletes every rule; ``GET .../rules/counts`` reports the caps and the rules in
+use. Where it still differs from X: rule values are not interpreted (posts are
+made from the tags), and no usage cap is counted (inject it).
 
 Test and operator endpoints (no authentication, loopback use only):
 
 * ``POST /_sim/faults`` with ``{"kind": "drop"}`` (close open streams
   mid-stream), ``{"kind": "stall", "seconds": S}`` (open streams go silent: no
   data, no keep-alive; without ``seconds`` until the client hangs up), or
-  ``{"kind": "refuse", "status": 429|503|401|403|500, "count": N}`` (answer the
-  next N stream connections with that error), or ``{"kind": "raw", "lines_base64":
-  [...]}`` (write these bytes, one line each, on the open streams: garbage as a
-  broken API or proxy would send; not counted as posts);
+  ``{"kind": "refuse", "status": 429|503|401|403|409|500, "count": N}`` or
+  ``{"kind": "refuse", "error": NAME, "count": N, "reset_in": S}`` (answer the
+  next N stream connections with that error: a name of :data:`X_ERRORS`, e.g.
+  ``usage-cap-exceeded``, ``too-many-connections``, ``rate-limit``; a status
+  alone picks :data:`ERROR_FOR_STATUS`; ``x-rate-limit-reset`` is S seconds
+  ahead), or ``{"kind": "disconnect", "disconnect_type": T}`` (open streams get
+  X's in-stream error object with that ``disconnect_type``, then the server
+  closes them), or ``{"kind": "raw", "lines_base64": [...]}`` (write these
+  bytes, one line each, on the open streams: garbage as a broken API or proxy
+  would send; not counted as posts);
 * ``POST /_sim/generation`` with any of ``{"paused": bool, "rate": posts_per_s,
   "max_posts": N}``;
 * ``GET /_sim/state``: counters, rules per app, the log of rules calls;
@@ -43,6 +56,8 @@ import base64
 import contextlib
 import json
 import logging
+import re
+import select
 import socket
 import threading
 import time
@@ -66,6 +81,8 @@ from evilnet.producer.generator import MatchableRule, PostGenerator, snowflake, 
 log = logging.getLogger(__name__)
 
 RULES_PATH = "/2/tweets/search/stream/rules"
+RULES_COUNTS_PATH = "/2/tweets/search/stream/rules/counts"
+RULES_PAGE_MAX = 1000  # max_results of GET rules: 1-1000, default 1000
 STREAM_PATH = "/2/tweets/search/stream"
 DEFAULT_TWEET_FIELDS = frozenset({"id", "text", "edit_history_tweet_ids"})
 DEFAULT_USER_FIELDS = frozenset({"id", "name", "username"})
@@ -108,6 +125,7 @@ class XApiSimulator:
         max_posts: int | None = None,
         access_level: str = DEFAULT_ACCESS_LEVEL,
         sent_log_size: int = 100_000,
+        refuse_extra_connections: bool = True,
     ) -> None:
         self._apps = {
             token: _App(f"app-{index}", PostGenerator([], seed=seed + index))
@@ -123,6 +141,10 @@ class XApiSimulator:
         limits = ACCESS_LEVELS[access_level]
         self.rule_max_length = limits.rule_max_length
         self.max_rules = limits.rules_per_app
+        # One more live stream connection than the level allows is refused with 429
+        # TooManyConnections, as X refuses it (False: the newest connection wins).
+        self.stream_connections = limits.stream_connections
+        self.refuse_extra_connections = refuse_extra_connections
         self.paused = False
         self._lock = threading.Lock()
         started = datetime.now(UTC)
@@ -130,7 +152,10 @@ class XApiSimulator:
         self._next_rule_id = snowflake(started, 1 << 21)
         self._posts_sent = 0
         self._connections_opened = 0
-        self._refusals: deque[int] = deque()
+        self._refusals: deque[_Refusal] = deque()
+        # Each app's open stream sockets, to tell a live connection from one whose
+        # client hung up (the connection limit counts the live ones only).
+        self._stream_sockets: dict[int, tuple[str, socket.socket]] = {}
         self._sent_log: deque[dict[str, Any]] = deque(maxlen=sent_log_size)
         self._rules_calls: list[dict[str, Any]] = []
         self.stopping = threading.Event()
@@ -179,7 +204,8 @@ class XApiSimulator:
                 "paused": self.paused,
                 "rate": self.rate,
                 "max_posts": self.max_posts,
-                "pending_refusals": list(self._refusals),
+                "pending_refusals": [refusal.status for refusal in self._refusals],
+                "pending_errors": [refusal.error for refusal in self._refusals],
                 "rules": {app.name: sorted(app.rules.values(), key=lambda rule: rule["id"])
                           for app in self._apps.values()},
                 "rules_calls": list(self._rules_calls),
@@ -207,12 +233,14 @@ class XApiSimulator:
                 for stream in streams:
                     stream.raw_lines.extend(lines)
             elif kind == "refuse":
-                status = int(fault.get("status", 503))
-                if status not in _ERRORS:
-                    raise ValueError(f"status must be one of {sorted(_ERRORS)}")
-                self._refusals.extend([status] * int(fault.get("count", 1)))
+                refusal = _Refusal.of(fault)
+                self._refusals.extend([refusal] * int(fault.get("count", 1)))
+            elif kind == "disconnect":
+                line = disconnect_line(str(fault.get("disconnect_type", "OperationalDisconnect")))
+                for stream in streams:
+                    stream.raw_lines.extend([line, _CLOSE_STREAM])
             else:
-                raise ValueError("kind must be 'drop', 'stall', 'refuse' or 'raw'")
+                raise ValueError("kind must be 'drop', 'stall', 'refuse', 'disconnect' or 'raw'")
         log.info("fault injected", extra={"fault": fault})
 
     def configure_generation(self, settings: dict[str, Any]) -> None:
@@ -229,14 +257,31 @@ class XApiSimulator:
 
     # --- rules ------------------------------------------------------------------------
 
-    def get_rules(self, app: _App, ids: list[str] | None) -> dict[str, Any]:
+    def get_rules(self, app: _App, ids: list[str] | None, max_results: int = RULES_PAGE_MAX,
+                  pagination_token: str | None = None) -> dict[str, Any]:
+        """One page of the app's rules, in id order; ``meta.next_token`` while more follow.
+
+        The token is the page's offset as 16 base32hex digits (X's tokens are 16
+        base32hex characters); raises ValueError for a bad ``max_results`` or token.
+        """
+        if not 1 <= max_results <= RULES_PAGE_MAX:
+            raise ValueError(f"max_results must be between 1 and {RULES_PAGE_MAX}")
+        offset = 0
+        if pagination_token is not None:
+            if not re.fullmatch(r"[0-9A-V]{16}", pagination_token):
+                raise ValueError("pagination_token must be 16 base32hex characters")
+            offset = int(pagination_token, 32)
         with self._lock:
-            self._rules_calls.append({"app": app.name, "method": "GET"})
+            self._rules_calls.append({"app": app.name, "method": "GET",
+                                      "page": offset // max_results + 1})
             rules = [rule for rule_id, rule in sorted(app.rules.items())
                      if ids is None or rule_id in ids]
-        body: dict[str, Any] = {"meta": {"sent": _now(), "result_count": len(rules)}}
-        if rules:
-            body["data"] = rules
+        page = rules[offset:offset + max_results]
+        body: dict[str, Any] = {"meta": {"sent": _now(), "result_count": len(page)}}
+        if page:
+            body["data"] = page
+        if offset + max_results < len(rules):
+            body["meta"]["next_token"] = _base32hex(offset + max_results)
         return body
 
     def change_rules(self, app: _App, request: Any, dry_run: bool) -> tuple[int, dict[str, Any]]:
@@ -318,9 +363,50 @@ class XApiSimulator:
 
     # --- stream ---------------------------------------------------------------------
 
-    def take_refusal(self) -> int | None:
+    def take_refusal(self) -> _Refusal | None:
         with self._lock:
             return self._refusals.popleft() if self._refusals else None
+
+    def connection_problem(self, app: _App) -> str | None:
+        """The :data:`X_ERRORS` name X would refuse a new stream connection with, if any."""
+        with self._lock:
+            if not app.rules:
+                return "rule-configuration-issue"
+            live = [number for number, (name, sock) in self._stream_sockets.items()
+                    if name == app.name and not _peer_gone(sock)]
+            if self.refuse_extra_connections and len(live) >= self.stream_connections:
+                return "too-many-connections"
+        return None
+
+    def track_stream(self, app: _App, stream: _StreamConnection, sock: socket.socket) -> None:
+        with self._lock:
+            self._stream_sockets[stream.number] = (app.name, sock)
+
+    def untrack_stream(self, stream: _StreamConnection) -> None:
+        with self._lock:
+            self._stream_sockets.pop(stream.number, None)
+
+    def rule_counts(self, app: _App) -> dict[str, Any]:
+        """``GET .../rules/counts``: the caps of the access level and the rules in use."""
+        with self._lock:
+            self._rules_calls.append({"app": app.name, "method": "GET", "action": "counts"})
+            counts = {other.name: len(other.rules) for other in self._apps.values()}
+        # One project holds every app here, each app capped as the project is.
+        return {"data": {
+            "cap_per_client_app": str(self.max_rules),
+            "cap_per_project": str(self.max_rules),
+            "project_rules_count": str(sum(counts.values())),
+            "client_app_rules_count": {"client_app_id": app.name, "rule_count": counts[app.name]},
+            "all_project_client_apps": [{"client_app_id": name, "rule_count": count}
+                                        for name, count in counts.items()],
+        }}
+
+    def delete_all_rules(self, app: _App, dry_run: bool) -> tuple[int, dict[str, Any]]:
+        """``POST .../rules?delete_all=true``."""
+        with self._lock:
+            self._rules_calls.append({"app": app.name, "method": "POST",
+                                      "action": "delete_all", "dry_run": dry_run})
+            return self._delete_rules(app, sorted(app.rules), dry_run)
 
     def open_stream(self, app: _App, query: dict[str, list[str]]) -> _StreamConnection:
         def requested(name: str) -> frozenset[str]:
@@ -403,13 +489,120 @@ def _problem(status: int, title: str, kind: str = "about:blank") -> dict[str, An
     return {"title": title, "detail": title, "type": kind, "status": status}
 
 
-_ERRORS = {
-    401: _problem(401, "Unauthorized"),
-    403: _problem(403, "Forbidden", PROBLEMS + "client-forbidden"),
-    429: _problem(429, "Too Many Requests", PROBLEMS + "usage-capped"),
-    500: _problem(500, "Internal Server Error"),
-    503: _problem(503, "Service Unavailable"),
+# --- real faults ---------------------------------------------------------------------
+
+_STREAMING_CONNECTION = PROBLEMS + "streaming-connection"
+_CLIENT_NOT_ENROLLED_DETAIL = (
+    "When authenticating requests to the Twitter API v2 endpoints, you must use keys and "
+    "tokens from a Twitter developer App that is attached to a Project. You can create a "
+    "project via the developer portal.")
+
+# The errors X answers with, by name: (HTTP status, body), the bodies as captured
+# (ids of tests/producer/samples/errors.json: E-I4, E-I6, E-I10, E-I8, E-D2, E-U1,
+# E-I9), the account and client ids masked as their reporters masked them.
+X_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "unauthorized": (401, _problem(401, "Unauthorized")),
+    "client-not-enrolled": (403, {
+        "client_id": "*******", "detail": _CLIENT_NOT_ENROLLED_DETAIL,
+        "registration_url": "https://developer.twitter.com/en/docs/projects/overview",
+        "title": "Client Forbidden", "required_enrollment": "Appropriate Level of API Access",
+        "reason": "client-not-enrolled", "type": PROBLEMS + "client-forbidden"}),
+    "rule-configuration-issue": (409, {
+        "title": "ConnectionException",
+        "detail": "You must define rules using the POST /2/tweets/search/stream/rules "
+                  "endpoint before connecting to filtered stream.",
+        "connection_issue": "RuleConfigurationIssue", "type": _STREAMING_CONNECTION}),
+    "usage-cap-exceeded": (429, {
+        "account_id": "<redacted>", "product_name": "standard-basic",
+        "title": "UsageCapExceeded", "period": "Monthly", "scope": "Product",
+        "detail": "Usage cap exceeded: Monthly product cap", "type": PROBLEMS + "usage-capped"}),
+    "too-many-connections": (429, {
+        "title": "ConnectionException",
+        "detail": "This stream is currently at the maximum allowed connection limit.",
+        "connection_issue": "TooManyConnections", "type": _STREAMING_CONNECTION}),
+    "rate-limit": (429, _problem(429, "Too Many Requests")),
+    "internal-error": (500, _problem(500, "Internal Server Error")),
+    "service-unavailable": (503, _problem(503, "Service Unavailable")),
 }
+# What a fault that names a status only answers.
+ERROR_FOR_STATUS = {401: "unauthorized", 403: "client-not-enrolled",
+                    409: "rule-configuration-issue", 429: "rate-limit", 500: "internal-error",
+                    503: "service-unavailable"}
+_ERRORS = {status: X_ERRORS[name][1] for status, name in ERROR_FOR_STATUS.items()}
+# The rate-limit headers of a 429: a rate limit has used its window up; a usage cap
+# leaves the window almost untouched (E-I8: 39999 of 40000 remaining).
+_RATE_LIMIT_HEADERS = {"rate-limit": (50, 0), "too-many-connections": (50, 49),
+                       "usage-cap-exceeded": (40000, 39999)}
+RATE_LIMIT_WINDOW_SECONDS = 15 * 60
+
+# The in-stream notice before X closes a stream: the bodies of E-I3
+# (OperationalDisconnect) and E-D1 (UpstreamOperationalDisconnect); the other types
+# of X's spec take the first one's wording (no capture of them was found).
+DISCONNECT_DETAILS = {
+    "OperationalDisconnect": "This stream has been disconnected for operational reasons.",
+    "UpstreamOperationalDisconnect":
+        "This stream has been disconnected upstream for operational reasons.",
+}
+DISCONNECT_TYPES = ("OperationalDisconnect", "UpstreamOperationalDisconnect",
+                    "ForceDisconnect", "UpstreamUncleanDisconnect", "SlowReader",
+                    "InternalError", "ClientApplicationStateDegraded", "InvalidRules")
+_CLOSE_STREAM = b"<close the stream>"  # a marker in raw_lines, never written
+
+
+def disconnect_line(disconnect_type: str) -> bytes:
+    """The stream line X sends before closing a stream for ``disconnect_type``."""
+    if disconnect_type not in DISCONNECT_TYPES:
+        raise ValueError(f"disconnect_type must be one of {', '.join(DISCONNECT_TYPES)}")
+    detail = DISCONNECT_DETAILS.get(disconnect_type, DISCONNECT_DETAILS["OperationalDisconnect"])
+    return json.dumps({"errors": [{
+        "title": "operational-disconnect", "disconnect_type": disconnect_type,
+        "detail": detail, "type": PROBLEMS + "operational-disconnect"}]}).encode()
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """One scripted answer to a stream connection: an :data:`X_ERRORS` entry."""
+
+    error: str
+    reset_in: float = RATE_LIMIT_WINDOW_SECONDS
+
+    @property
+    def status(self) -> int:
+        return X_ERRORS[self.error][0]
+
+    @classmethod
+    def of(cls, fault: dict[str, Any]) -> _Refusal:
+        if "error" in fault:
+            error = str(fault["error"])
+            if error not in X_ERRORS:
+                raise ValueError(f"error must be one of {', '.join(X_ERRORS)}")
+        else:
+            status = int(fault.get("status", 503))
+            if status not in ERROR_FOR_STATUS:
+                raise ValueError(f"status must be one of {sorted(ERROR_FOR_STATUS)}")
+            error = ERROR_FOR_STATUS[status]
+        return cls(error, float(fault.get("reset_in", RATE_LIMIT_WINDOW_SECONDS)))
+
+    def headers(self) -> dict[str, str]:
+        if self.error not in _RATE_LIMIT_HEADERS:
+            return {}
+        limit, remaining = _RATE_LIMIT_HEADERS[self.error]
+        return {"x-rate-limit-limit": str(limit), "x-rate-limit-remaining": str(remaining),
+                "x-rate-limit-reset": str(int(time.time() + self.reset_in))}
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """True if the client of this connection hung up (it reads as end of file)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
+def _base32hex(number: int) -> str:
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+    return "".join(digits[(number >> shift) & 31] for shift in range(75, -1, -5))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -430,9 +623,16 @@ class _Handler(BaseHTTPRequestHandler):
         app = self._authenticated()
         if app is None:
             return None
+        if url.path == RULES_COUNTS_PATH:
+            return self._json(200, self.sim.rule_counts(app))
         if url.path == RULES_PATH:
             ids = query["ids"][0].split(",") if "ids" in query else None
-            return self._json(200, self.sim.get_rules(app, ids))
+            try:
+                page = self.sim.get_rules(app, ids, int(query.get("max_results", [1000])[0]),
+                                          query.get("pagination_token", [None])[0])
+            except ValueError as error:
+                return self._json(400, _invalid_request(str(error)))
+            return self._json(200, page)
         if url.path == STREAM_PATH:
             return self._stream(app, query)
         return self._json(404, _problem(404, "Not Found"))
@@ -456,8 +656,14 @@ class _Handler(BaseHTTPRequestHandler):
         if app is None:
             return None
         if url.path == RULES_PATH:
-            dry_run = parse_qs(url.query).get("dry_run", ["false"])[0].lower() == "true"
-            status, response = self.sim.change_rules(app, body, dry_run)
+            flags = parse_qs(url.query)
+            dry_run = flags.get("dry_run", ["false"])[0].lower() == "true"
+            if flags.get("delete_all", ["false"])[0].lower() == "true":
+                if body:  # X: delete_all is sent with no add or delete
+                    return self._json(400, _invalid_request("delete_all takes no body"))
+                status, response = self.sim.delete_all_rules(app, dry_run)
+            else:
+                status, response = self.sim.change_rules(app, body, dry_run)
             return self._json(status, response)
         return self._json(404, _problem(404, "Not Found"))
 
@@ -468,11 +674,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, _ERRORS[401])
         return app
 
-    def _json(self, status: int, body: Any) -> None:
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -480,9 +688,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, app: _App, query: dict[str, list[str]]) -> None:
         refusal = self.sim.take_refusal()
+        if refusal is None and (problem := self.sim.connection_problem(app)) is not None:
+            refusal = _Refusal(problem)
         if refusal is not None:
-            return self._json(refusal, _ERRORS[refusal])
+            status, body = X_ERRORS[refusal.error]
+            return self._json(status, body, refusal.headers())
         stream = self.sim.open_stream(app, query)
+        self.sim.track_stream(app, stream, self.connection)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -493,6 +705,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client went away: nothing more to send
         finally:
+            self.sim.untrack_stream(stream)
             self.sim.close_stream(app, stream)
             self.close_connection = True
 
@@ -511,7 +724,12 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(min(0.05, stream.stall_until - now))
                 continue
             if stream.raw_lines:
-                self._chunk(stream.raw_lines.popleft() + b"\r\n")
+                line = stream.raw_lines.popleft()
+                if line is _CLOSE_STREAM:  # after a disconnect notice: X closes the stream
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    return
+                self._chunk(line + b"\r\n")
                 continue
             if now >= next_post_at:
                 next_post_at = max(next_post_at + self.sim.next_gap(app), now - 1.0)
