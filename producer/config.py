@@ -4,6 +4,8 @@ The planner renders this file from a jinja2 template, so every key is at the top
 level except the list of rules. Example, with every key::
 
     shard: qc-01                         # name of this shard (logs, metrics, Kafka client id)
+    producer_id: qc-01@producer1         # this copy of the shard, written in every record
+                                         # (PostRecord.producer); default: the shard's name
     rules:                               # the X API rules this shard owns
       - value: '(hockey OR #hockey) (place:"Montréal" OR Montréal)'
         tag: "city=Montréal;topic=hockey"
@@ -87,6 +89,11 @@ class ProducerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     shard: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    # ``<shard>@<host>`` as the planner renders it (evilnet.contracts.producer_id): two
+    # redundant copies of one shard tell their records apart by it.
+    producer_id: Annotated[str | None,
+                           Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@[A-Za-z0-9_.-]{1,253})?$")
+                           ] = None
     rules: Annotated[list[Rule], Field(min_length=1)]
     kafka_bootstrap_servers: Annotated[list[str], Field(min_length=1)]
     tweets_topic: str = TWEETS_TOPIC
@@ -144,6 +151,11 @@ class ProducerConfig(BaseModel):
                 "(the token itself is never written in the config)"
             )
         return self
+
+    @property
+    def producer(self) -> str:
+        """The name this copy of the shard gives its records and its delivered-posts metric."""
+        return self.producer_id or self.shard
 
     @property
     def bearer_token_source(self) -> str:

@@ -15,6 +15,8 @@ name                                       labels     meaning
 ``evilnet_producer_stream_connected``                 1 while the stream is connected
 ``evilnet_producer_rule_changes``          action     rules added / deleted at the X API
 ``evilnet_producer_info``                  shard, version
+``evilnet_producer_posts_delivered``       producer   posts of the stream turned into records, per
+                                                      producer copy (redundant producers, recall)
 =========================================  =========  ===============================
 """
 
@@ -28,6 +30,7 @@ POSTS_RECEIVED = "evilnet_producer_posts_received"
 RECORDS_PRODUCED = "evilnet_producer_records_produced"
 PRODUCE_ERRORS = "evilnet_producer_produce_errors"
 DEAD_LETTERS = "evilnet_producer_dead_letters"
+POSTS_DELIVERED = "evilnet_producer_posts_delivered"
 RECONNECTS = "evilnet_producer_reconnects"
 PRODUCE_LATENCY = "evilnet_producer_produce_latency_seconds"
 STREAM_CONNECTED = "evilnet_producer_stream_connected"
@@ -69,6 +72,11 @@ class ProducerMetrics:
         )
         self.rule_changes = Counter(
             RULE_CHANGES, "Rules added or deleted at the X API.", ["action"], registry=r
+        )
+        # Per producer copy (evilnet.contracts.producer_id): the copies of one shard are
+        # compared by it (the recall panel of the Pipeline health dashboard).
+        self.posts_delivered = Counter(
+            POSTS_DELIVERED, "Stream posts turned into records.", ["producer"], registry=r
         )
         Info(INFO, "The producer's shard and version.", registry=r).info(
             {"shard": shard, "version": __version__}

@@ -107,6 +107,9 @@ class Router:
 
     max_payload_bytes: int
     source: str = ""
+    # The producer copy that reads a stream (PostRecord.producer): its records also say
+    # when the line was read (received_at). A replay is not a delivery and names none.
+    producer: str | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
 
     def route(self, line: Line) -> Routed:
@@ -127,7 +130,8 @@ class Router:
                 raise _Reject(DeadLetterReason.INVALID_JSON, str(error)[:200]) from None
             if isinstance(message, dict) and "data" not in message and "errors" in message:
                 return Routed(notice=message["errors"])
-            return _records_of(message)
+            received_at = self.clock() if self.producer is not None else None
+            return _records_of(message, self.producer, received_at)
         except _Reject as rejection:
             return Routed(dead_letter=self._dead_letter(line, rejection))
 
@@ -147,7 +151,7 @@ class Router:
         )
 
 
-def _records_of(message: Any) -> Routed:
+def _records_of(message: Any, producer: str | None, received_at: datetime | None) -> Routed:
     if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
         raise _Reject(DeadLetterReason.NOT_A_POST, "expected an object with a 'data' object")
     post = message["data"]
@@ -170,6 +174,8 @@ def _records_of(message: Any) -> Routed:
                 topics=sorted(topics),
                 lang=lang,
                 text=text,
+                producer=producer,
+                received_at=received_at,
             )
             for city, topics in sorted(topics_by_city.items())
         )

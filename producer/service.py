@@ -93,7 +93,8 @@ def run_stream(config_path: Path) -> int:
                     metrics=metrics)
 
     sink = kafka_sink(config, metrics)
-    pipeline = Pipeline(Router(config.max_payload_bytes, source="x-stream"), sink, metrics,
+    pipeline = Pipeline(Router(config.max_payload_bytes, source="x-stream",
+                               producer=config.producer), sink, metrics,
                         config.tweets_topic, config.dead_letter_topic)
     stream = XStream(
         base_url=config.x_api_base_url, token=token, token_source=config.bearer_token_source,

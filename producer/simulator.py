@@ -47,7 +47,21 @@ Test and operator endpoints (no authentication, loopback use only):
 * ``GET /_sim/state``: counters, rules per app, the log of rules calls;
 * ``GET /_sim/sent?after=N``: the posts written to clients, in order, exactly as
   sent, each with the connection number it went out on (the last
-  ``sent_log_size`` are kept).
+  ``sent_log_size`` are kept);
+* ``POST /_sim/connections`` with ``{"connection": N, "drop_fraction": F, "seed": S,
+  "stall_seconds": T}`` (any of the last three): faults of one stream connection,
+  numbered in the order connections open (``GET /_sim/state`` lists the open ones;
+  a number not opened yet takes effect when it opens). That connection leaves out
+  the fraction F of its posts, chosen by a random generator seeded with S, and/or
+  goes silent for T seconds, then sends what it held back (late, as a congested
+  route delivers). ``GET /_sim/connections`` reports each connection's posts sent,
+  dropped and held; ``/_sim/sent`` is the truth of what went out on which.
+
+Redundant connections: an app may hold as many stream connections at once as its
+access level allows (``stream_connections``, 2 on Enterprise). Every open
+connection of an app receives every post made for its rules, as X delivers to
+redundant connections, so two producers of one shard see the same posts, less
+what each connection's faults take away.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ import base64
 import contextlib
 import json
 import logging
+import random
 import re
 import select
 import socket
@@ -102,6 +117,34 @@ class _StreamConnection:
     drop: bool = False
     stall_until: float = 0.0
     raw_lines: deque[bytes] = field(default_factory=deque)
+    # Posts made for the app and not yet written to this connection (it is stalled, or
+    # its feeder has not come round yet), and this connection's own faults.
+    outbox: deque[bytes] = field(default_factory=deque)
+    faults: _ConnectionFaults | None = None
+    posts_sent: int = 0
+
+
+@dataclass
+class _ConnectionFaults:
+    """What one connection does wrong: drop a seeded fraction of posts, stall a while."""
+
+    drop_fraction: float = 0.0
+    seed: int = 0
+    stall_seconds: float = 0.0
+    dropped: int = 0
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.drop_fraction <= 1.0:
+            raise ValueError("drop_fraction must be between 0 and 1")
+        if self.stall_seconds < 0:
+            raise ValueError("stall_seconds must not be negative")
+        self.rng = random.Random(self.seed)
+
+    def drops_next(self) -> bool:
+        dropped = self.drop_fraction > 0 and self.rng.random() < self.drop_fraction
+        self.dropped += dropped
+        return dropped
 
 
 @dataclass
@@ -109,7 +152,13 @@ class _App:
     name: str
     generator: PostGenerator
     rules: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {id, value, tag}
-    stream: _StreamConnection | None = None
+    streams: list[_StreamConnection] = field(default_factory=list)  # oldest first
+    next_post_at: float | None = None  # monotonic time of the app's next post
+
+    @property
+    def stream(self) -> _StreamConnection | None:
+        """The newest open stream connection."""
+        return next((s for s in reversed(self.streams) if not s.closed), None)
 
 
 class XApiSimulator:
@@ -145,12 +194,15 @@ class XApiSimulator:
         # TooManyConnections, as X refuses it (False: the newest connection wins).
         self.stream_connections = limits.stream_connections
         self.refuse_extra_connections = refuse_extra_connections
+        self.max_stream_connections = limits.stream_connections
+        self._connection_faults: dict[int, _ConnectionFaults] = {}
         self.paused = False
         self._lock = threading.Lock()
         started = datetime.now(UTC)
         self._next_post_id = snowflake(started)
         self._next_rule_id = snowflake(started, 1 << 21)
         self._posts_sent = 0
+        self._posts_made = 0  # posts made for the apps (each sent on every open connection)
         self._connections_opened = 0
         self._refusals: deque[_Refusal] = deque()
         # Each app's open stream sockets, to tell a live connection from one whose
@@ -200,7 +252,10 @@ class XApiSimulator:
                 "posts_sent": self._posts_sent,
                 "connections_opened": self._connections_opened,
                 "active_connections": sum(
-                    1 for app in self._apps.values() if app.stream and not app.stream.closed),
+                    1 for app in self._apps.values() for s in app.streams if not s.closed),
+                "open_connections": [
+                    {"connection": s.number, "app": app.name}
+                    for app in self._apps.values() for s in app.streams if not s.closed],
                 "paused": self.paused,
                 "rate": self.rate,
                 "max_posts": self.max_posts,
@@ -219,8 +274,8 @@ class XApiSimulator:
         """Apply a fault (see the module doc); raises ValueError for a bad one."""
         kind = fault.get("kind")
         with self._lock:
-            streams = [app.stream for app in self._apps.values()
-                       if app.stream and not app.stream.closed]
+            streams = [stream for app in self._apps.values() for stream in app.streams
+                       if not stream.closed]
             if kind == "drop":
                 for stream in streams:
                     stream.drop = True
@@ -413,43 +468,110 @@ class XApiSimulator:
             return frozenset(item for value in query.get(name, []) for item in value.split(","))
 
         with self._lock:
-            if app.stream is not None:
-                app.stream.closed = True  # the newer connection wins (see the module doc)
+            open_streams = [s for s in app.streams if not s.closed]
+            if not open_streams:
+                app.next_post_at = None  # the first post comes a gap after connecting
+            for oldest in open_streams[:len(open_streams) - self.max_stream_connections + 1]:
+                oldest.closed = True  # the newer connection wins (see the module doc)
             self._connections_opened += 1
-            app.stream = _StreamConnection(
+            stream = _StreamConnection(
                 self._connections_opened, app.name,
                 tweet_fields=DEFAULT_TWEET_FIELDS | requested("tweet.fields"),
                 user_fields=DEFAULT_USER_FIELDS | requested("user.fields"),
                 place_fields=DEFAULT_PLACE_FIELDS | requested("place.fields"),
                 expansions=requested("expansions"),
+                faults=self._connection_faults.get(self._connections_opened),
             )
-            return app.stream
+            app.streams = [s for s in app.streams if not s.closed] + [stream]
+            if stream.faults is not None and stream.faults.stall_seconds:
+                stream.stall_until = time.monotonic() + stream.faults.stall_seconds
+            return stream
 
-    def next_post(self, app: _App, stream: _StreamConnection) -> bytes | None:
-        """The next post for this connection, serialized, or None if there is none to send."""
-        with self._lock:
-            exhausted = self.max_posts is not None and self._posts_sent >= self.max_posts
-            if self.paused or exhausted or not app.generator.has_rules:
-                return None
-            post = app.generator.next_post(self._next_post_id, datetime.now(UTC))
-            self._next_post_id += 1
-        return json.dumps(_shape(post, stream), ensure_ascii=False).encode("utf-8")
+    def make_due_posts(self, app: _App) -> None:
+        """Make the app's posts that are due and give each to every open connection.
 
-    def next_gap(self, app: _App) -> float:
+        The app's clock, not a connection's, paces the posts, so redundant connections
+        share one stream of posts; a connection's faults drop its own copy.
+        """
+        now = time.monotonic()
         with self._lock:
-            return app.generator.next_gap(self.rate)
+            if app.next_post_at is None:
+                app.next_post_at = now + app.generator.next_gap(self.rate)
+            # Never catch up more than a second of posts after a pause of the process.
+            app.next_post_at = max(app.next_post_at, now - 1.0)
+            while app.next_post_at <= now:
+                app.next_post_at += app.generator.next_gap(self.rate)
+                exhausted = (self.max_posts is not None
+                             and self._posts_made >= self.max_posts)
+                streams = [s for s in app.streams if not s.closed]
+                if self.paused or exhausted or not app.generator.has_rules or not streams:
+                    continue
+                post = app.generator.next_post(self._next_post_id, datetime.now(UTC))
+                self._next_post_id += 1
+                self._posts_made += 1
+                for stream in streams:
+                    if stream.faults is not None and stream.faults.drops_next():
+                        continue
+                    stream.outbox.append(
+                        json.dumps(_shape(post, stream), ensure_ascii=False).encode("utf-8"))
+
+    def take_post(self, stream: _StreamConnection) -> bytes | None:
+        """The next post to write on this connection, if one waits."""
+        with self._lock:
+            return stream.outbox.popleft() if stream.outbox else None
+
+    def next_post_due(self, app: _App) -> float:
+        """When (monotonic) the app's next post is due."""
+        with self._lock:
+            return app.next_post_at if app.next_post_at is not None else time.monotonic()
+
+    def set_connection_faults(self, settings: dict[str, Any]) -> None:
+        """Faults of one connection (``POST /_sim/connections``, see the module doc)."""
+        number = int(settings["connection"])
+        faults = _ConnectionFaults(float(settings.get("drop_fraction", 0.0)),
+                                   int(settings.get("seed", 0)),
+                                   float(settings.get("stall_seconds", 0.0)))
+        with self._lock:
+            self._connection_faults[number] = faults
+            for app in self._apps.values():
+                for stream in app.streams:
+                    if stream.number == number:
+                        stream.faults = faults
+                        if faults.stall_seconds:
+                            stream.stall_until = time.monotonic() + faults.stall_seconds
+        log.info("connection faults set", extra={"faults": settings})
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Per connection ever given faults or opened and still known: sent, dropped, held."""
+        with self._lock:
+            known = {s.number: s for app in self._apps.values() for s in app.streams}
+            numbers = sorted(set(known) | set(self._connection_faults))
+            report = []
+            for number in numbers:
+                stream = known.get(number)
+                faults = stream.faults if stream else self._connection_faults.get(number)
+                report.append({
+                    "connection": number,
+                    "app": stream.app if stream else None,
+                    "open": bool(stream and not stream.closed),
+                    "posts_sent": stream.posts_sent if stream else 0,
+                    "held": len(stream.outbox) if stream else 0,
+                    "drop_fraction": faults.drop_fraction if faults else 0.0,
+                    "dropped": faults.dropped if faults else 0,
+                })
+            return report
 
     def record_sent(self, stream: _StreamConnection, payload: bytes) -> None:
         with self._lock:
             self._posts_sent += 1
+            stream.posts_sent += 1
             self._sent_log.append({"seq": self._posts_sent, "connection": stream.number,
                                    "app": stream.app, "payload": payload.decode("utf-8")})
 
     def close_stream(self, app: _App, stream: _StreamConnection) -> None:
         with self._lock:
             stream.closed = True
-            if app.stream is stream:
-                app.stream = None
+            app.streams = [s for s in app.streams if s is not stream]
 
 
 def _shape(post: dict[str, Any], stream: _StreamConnection) -> dict[str, Any]:
@@ -620,6 +742,8 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/_sim/sent":
             after = int(query.get("after", ["0"])[0])
             return self._json(200, {"posts": self.sim.sent(after)})
+        if url.path == "/_sim/connections":
+            return self._json(200, {"connections": self.sim.connections()})
         app = self._authenticated()
         if app is None:
             return None
@@ -643,10 +767,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         except ValueError:
             return self._json(400, _invalid_request("the body is not JSON"))
-        if url.path in ("/_sim/faults", "/_sim/generation"):
+        if url.path in ("/_sim/faults", "/_sim/generation", "/_sim/connections"):
             try:
                 if url.path == "/_sim/faults":
                     self.sim.inject(body)
+                elif url.path == "/_sim/connections":
+                    self.sim.set_connection_faults(body)
                 else:
                     self.sim.configure_generation(body)
             except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -711,9 +837,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _feed(self, app: _App, stream: _StreamConnection) -> None:
         now = time.monotonic()
-        next_post_at = now + self.sim.next_gap(app)
         next_keep_alive_at = now + self.sim.keep_alive_seconds
         while not (stream.closed or self.sim.stopping.is_set()):
+            # Posts are made on the app's clock whatever this connection does: a stalled
+            # connection holds its share back, its redundant twin keeps receiving.
+            self.sim.make_due_posts(app)
             now = time.monotonic()
             if stream.drop:
                 # Cut the stream without the final chunk, as a dropped connection looks;
@@ -731,19 +859,18 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self._chunk(line + b"\r\n")
                 continue
-            if now >= next_post_at:
-                next_post_at = max(next_post_at + self.sim.next_gap(app), now - 1.0)
-                payload = self.sim.next_post(app, stream)
-                if payload is not None:
-                    self._chunk(payload + b"\r\n")
-                    self.sim.record_sent(stream, payload)
-                    next_keep_alive_at = now + self.sim.keep_alive_seconds
+            payload = self.sim.take_post(stream)
+            if payload is not None:
+                self._chunk(payload + b"\r\n")
+                self.sim.record_sent(stream, payload)
+                next_keep_alive_at = now + self.sim.keep_alive_seconds
                 continue
             if now >= next_keep_alive_at:
                 self._chunk(b"\r\n")
                 next_keep_alive_at = now + self.sim.keep_alive_seconds
                 continue
-            time.sleep(min(0.05, next_post_at - now, next_keep_alive_at - now))
+            time.sleep(max(0.0, min(0.05, self.sim.next_post_due(app) - now,
+                                    next_keep_alive_at - now)))
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))

@@ -109,6 +109,8 @@ class Pipeline:
     def handle(self, line: Line) -> Routed:
         self.metrics.posts_received.labels(self.router.source).inc()
         routed = self.router.route(line)
+        if routed.records and self.router.producer is not None:
+            self.metrics.posts_delivered.labels(self.router.producer).inc()
         for record in routed.records:
             self.sink.send(
                 self.tweets_topic, record.city.encode("utf-8"), record.model_dump_json().encode()
