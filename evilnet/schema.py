@@ -237,16 +237,17 @@ class Statements:
 
 # --- statements for tools that cannot bind values (Grafana) ------------------------
 
-# How many UTC days a dashboard's time range may span: a range starting on day D
-# reads the partitions of days D .. D + DASHBOARD_DAYS - 1 (days_from()).
-DASHBOARD_DAYS = 8
+# How many UTC days of a dashboard's time range are read: the newest
+# DASHBOARD_DAYS days up to the range's end (days_of_range()). 31 days hold every
+# window a 30-day retention keeps (the stream job's TTL), whatever the hour.
+DASHBOARD_DAYS = 31
 
 
 def inline(statement: str, *terms: str) -> str:
     """``statement`` with its bind markers replaced, in order, by CQL ``terms``.
 
     The terms are CQL as Grafana will send it after interpolation: literals,
-    ``(...)`` lists for ``IN ?``, or functions of the time macros (days_from()).
+    ``(...)`` lists for ``IN ?``, or functions of the time macros (days_of_range()).
     """
     parts = statement.split("?")
     if len(parts) - 1 != len(terms):
@@ -254,15 +255,20 @@ def inline(statement: str, *terms: str) -> str:
     return parts[0] + "".join(term + part for term, part in zip(terms, parts[1:], strict=True))
 
 
-def days_from(start_ms: str, days: int = DASHBOARD_DAYS) -> str:
-    """The ``day`` partitions of a time range as a CQL list: the UTC day of ``start_ms``
-    (a term worth epoch milliseconds) and the ``days - 1`` days after it.
+def days_of_range(end_ms: str, days: int = DASHBOARD_DAYS) -> str:
+    """The ``day`` partitions of a time range ending at ``end_ms`` (a term worth epoch
+    milliseconds: the plugin's ``$__timeTo``) as a CQL list, newest first: the UTC day
+    of ``end_ms`` and the ``days - 1`` days before it, so a range of up to ``days``
+    days is read whole and a longer one shows its newest days.
 
     The bucketing of day_of(), computed by Cassandra (to_date() of the timestamp,
-    plus whole days). Days past the range's end hold no rows of it, and cost a
-    partition lookup each.
+    minus whole days). The range's start bounds ``window_start`` in the statement;
+    days before it hold no rows of it and cost a partition lookup each (a bloom
+    filter check per SSTable: clamping them to the start day needs max(), which CQL
+    has not, and its abs() emulation types the milliseconds as int).
     """
-    return "(" + ", ".join(f"to_date((timestamp) {start_ms} + {n}d)" for n in range(days)) + ")"
+    return "(" + ", ".join(f"to_date((timestamp) {end_ms} - {n}d)" if n else
+                           f"to_date((timestamp) {end_ms})" for n in range(days)) + ")"
 
 
 def minute_of(moment_ms: str, minutes_before: int = 0) -> str:

@@ -36,6 +36,7 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardLinkType,
     DataSourceRef,
     DataTransformerConfig,
+    FieldColorModeId,
     Threshold,
     ThresholdsMode,
     VariableOption,
@@ -45,7 +46,15 @@ from grafana_foundation_sdk.models.dashboard import (
 
 from evilnet.contracts import TWEETS_TOPIC
 from evilnet.producer import metrics as producer_metrics
-from evilnet.schema import CITIES_BUCKET, METRICS, Statements, days_from, inline, minute_of
+from evilnet.schema import (
+    CITIES_BUCKET,
+    DASHBOARD_DAYS,
+    METRICS,
+    Statements,
+    days_of_range,
+    inline,
+    minute_of,
+)
 from evilnet.spark import metrics as job_metrics
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -127,10 +136,14 @@ def keep_fields(*names: str) -> DataTransformerConfig:
 def trend_panel(metric: str, target: str, title: str) -> timeseries.Panel:
     return (timeseries.Panel().title(title).datasource(CASSANDRA)
             .description(f"{TITLES[metric]} per city in each 5-minute window, plotted at the "
-                         "window's start (windows slide every minute). Ranges up to a week.")
+                         "window's start (windows slide every minute). A range longer than "
+                         f"{DASHBOARD_DAYS} days shows its newest {DASHBOARD_DAYS} days.")
             .with_target(CassandraQuery(target, alias="{{ city }}"))
             .with_transformation(keep_fields("window_start", metric))
             .unit("short").min(0).decimals(0).line_width(2).fill_opacity(5)
+            # The plugin returns the series (one per city) in a random order on each
+            # query; colours by name keep a city's colour across refreshes and panels.
+            .color_scheme(dash.FieldColor().mode(FieldColorModeId.PALETTE_CLASSIC_BY_NAME))
             .span(8).height(9)
             .legend(common_builder.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
                     .placement(common.LegendPlacement.BOTTOM).show_legend(True)))
@@ -139,10 +152,10 @@ def trend_panel(metric: str, target: str, title: str) -> timeseries.Panel:
 # --- dashboards ---------------------------------------------------------------------
 
 def city_trends(cql: Statements) -> dash.Dashboard:
-    cities = inline(cql.select_windows_of_cities, cql_list("city"), days_from(TIME_FROM),
-                    TIME_FROM, TIME_TO)
+    days = days_of_range(TIME_TO)
+    cities = inline(cql.select_windows_of_cities, cql_list("city"), days, TIME_FROM, TIME_TO)
     topics = inline(cql.select_windows_of_city_topics, cql_list("city"), cql_list("topic"),
-                    days_from(TIME_FROM), TIME_FROM, TIME_TO)
+                    days, TIME_FROM, TIME_TO)
     board = (dash.Dashboard("EvilNet · City trends").uid("evilnet-city-trends")
              .description("Tweets, retweets and unique users per city (and per topic) in "
                           "5-minute windows, from Cassandra.")

@@ -28,7 +28,8 @@ CITY_WINDOWS = {  # city: [(window_start, tweets, retweets, unique_users)]
     "St. John's": [("2026-11-27T23:55:00", 2, 0, 2), ("2026-11-28T00:00:00", 3, 1, 3),
                    ("2026-11-28T00:30:00", 6, 6, 6)],
     "Toronto": [("2026-11-27T23:55:00", 9, 4, 6)],
-    "Vancouver": [("2026-11-28T00:05:00", 5, 2, 4)],
+    # The 2026-10-29 window is on the oldest UTC day of the 30 days up to RANGE_TO.
+    "Vancouver": [("2026-10-29T12:00:00", 11, 1, 10), ("2026-11-28T00:05:00", 5, 2, 4)],
     "Trois-Rivières": [("2026-11-28T00:40:00", 1, 0, 1)],
 }
 TOPIC_WINDOWS = {  # (city, topic): [(window_start, tweets, retweets, unique_users)]

@@ -1,9 +1,13 @@
 """Helpers of the monitoring tests: the dashboards' code, and Grafana's substitutions.
 
-Grafana and the Cassandra datasource plugin turn a panel's CQL into what Cassandra
-runs in two steps, both reproduced here: the frontend interpolates the dashboard's
-variables with their format (``${city:sqlstring}``), and the plugin replaces its
-time macros ``$__timeFrom`` / ``$__timeTo`` with the range in epoch milliseconds.
+Grafana and the Cassandra datasource plugin (3.3.0) turn a panel's CQL into what
+Cassandra runs in two steps, both reproduced here: the frontend interpolates the
+dashboard's variables with their format (``${city:sqlstring}``), and the plugin's
+backend replaces its time macros ``$__timeFrom`` / ``$__timeTo`` with the range in
+epoch milliseconds (pkg/handler/data_query.go, for panel queries only). A variable
+query takes only the first step (src/datasource.ts metricFindQuery: the template
+service, then the backend's ``variables`` resource, which replaces no macro), so
+:func:`interpolate_variable_query` leaves macros in, and the test fails on them.
 The plugin then groups the result rows by the value of their first column (one
 data frame per value), which is what a panel shows.
 """
@@ -49,9 +53,18 @@ def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def interpolate(text: str, variables: dict[str, list[str]], start: datetime | None = None,
-                end: datetime | None = None) -> str:
-    """``text`` as Cassandra receives it from Grafana and the plugin."""
+def interpolate(text: str, variables: dict[str, list[str]], start: datetime,
+                end: datetime) -> str:
+    """A panel query as Cassandra receives it from Grafana and the plugin: the time
+    macros of the range [start, end), then the dashboard's variables."""
+    text = text.replace("$__timeFrom", str(millis(start))).replace(
+        "$__timeTo", str(millis(end)))
+    return interpolate_variable_query(text, variables)
+
+
+def interpolate_variable_query(text: str, variables: dict[str, list[str]]) -> str:
+    """A variable query as Cassandra receives it: the dashboard's variables only (the
+    plugin replaces no time macro there); a macro left in fails."""
     def variable(match: re.Match) -> str:
         name = match["name"] or match["bare"]
         if name not in variables:
@@ -60,9 +73,6 @@ def interpolate(text: str, variables: dict[str, list[str]], start: datetime | No
             raise AssertionError(f"${name} must use the sqlstring format (CQL quoting): {text}")
         return sqlstring(variables[name])
 
-    if start is not None and end is not None:
-        text = text.replace("$__timeFrom", str(millis(start))).replace(
-            "$__timeTo", str(millis(end)))
     text = _VARIABLE.sub(variable, text)
     assert "$" not in text, f"unsubstituted macro or variable: {text}"
     return text

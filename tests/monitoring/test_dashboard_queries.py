@@ -12,7 +12,12 @@ from datetime import timedelta
 
 import pytest
 from monitoring_fixture import LEADER_END, RANGE_FROM, RANGE_TO, at
-from monitoring_helpers import cassandra_targets, frames, interpolate
+from monitoring_helpers import (
+    cassandra_targets,
+    frames,
+    interpolate,
+    interpolate_variable_query,
+)
 
 from evilnet.schema import METRICS
 
@@ -26,6 +31,11 @@ def run(data, text: str, variables: dict[str, list[str]], start=RANGE_FROM, end=
     cql = interpolate(text, variables, start, end)
     assert "ALLOW FILTERING" not in cql.upper()
     return list(data.session.execute(cql))
+
+
+def run_variable(data, text: str, variables: dict[str, list[str]]):
+    """A variable query, as the plugin runs it: no time range, no time macro."""
+    return list(data.session.execute(interpolate_variable_query(text, variables)))
 
 
 def variable(data, name: str) -> dict:
@@ -49,7 +59,7 @@ def trend(rows, metric: str) -> dict[str, list[tuple]]:
 def test_city_variable_lists_every_city_seen(dashboard_data) -> None:
     var = variable(dashboard_data, "city")
     assert var["multi"] and var["includeAll"]
-    rows = run(dashboard_data, var["query"]["query"], {})
+    rows = run_variable(dashboard_data, var["query"]["query"], {})
     assert sorted(r[0] for r in rows) == ALL_CITIES
     assert all(len(r) == 1 for r in rows)  # the plugin would take a 2nd column as the label
 
@@ -57,9 +67,9 @@ def test_city_variable_lists_every_city_seen(dashboard_data) -> None:
 def test_topic_variable_lists_the_topics_of_the_chosen_cities(dashboard_data) -> None:
     var = variable(dashboard_data, "topic")
     assert var["multi"] and var["includeAll"]
-    rows = run(dashboard_data, var["query"]["query"], {"city": CHOSEN})
+    rows = run_variable(dashboard_data, var["query"]["query"], {"city": CHOSEN})
     assert sorted({r[0] for r in rows}) == ["hockey", "transit"]
-    rows = run(dashboard_data, var["query"]["query"], {"city": ["Toronto"]})
+    rows = run_variable(dashboard_data, var["query"]["query"], {"city": ["Toronto"]})
     assert sorted(r[0] for r in rows) == ["food", "hockey"]
 
 
@@ -97,6 +107,21 @@ def test_trends_reach_back_a_week_of_day_partitions(dashboard_data) -> None:
                start=RANGE_FROM - timedelta(days=6), end=RANGE_TO)
     assert trend(week, "tweets")["St. John's"] == [("2026-11-27T23:55", 2),
                                                   ("2026-11-28T00:00", 3)]
+
+
+def test_a_30_day_range_shows_its_newest_and_its_oldest_day(dashboard_data) -> None:
+    """"Last 30 days" spans 31 UTC days: the newest (RANGE_TO's) must show, as must the
+    oldest, and nothing before the range."""
+    target = panels(dashboard_data, "city-trends.json")["Tweets"]
+    month = run(dashboard_data, target["target"], {"city": ALL_CITIES},
+                start=RANGE_TO - timedelta(days=30), end=RANGE_TO)
+    shown = trend(month, "tweets")
+    assert shown["Vancouver"] == [("2026-10-29T12:00", 11), ("2026-11-28T00:05", 5)]
+    assert shown["Montréal"][-1] == ("2026-11-28T00:10", 7)
+    # A range starting after the oldest window leaves it out.
+    later = run(dashboard_data, target["target"], {"city": ["Vancouver"]},
+                start=at("2026-10-29T12:01:00"), end=RANGE_TO)
+    assert trend(later, "tweets") == {"Vancouver": [("2026-11-28T00:05", 5)]}
 
 
 @pytest.mark.parametrize(("topic", "expected"), [
