@@ -16,9 +16,9 @@ def main() -> None:
 def _register() -> None:
     # Subcommands live next to the code they drive; they are attached here so that
     # `evilnet --help` lists the whole tool.
-    from evilnet.platform.cli import health, stage, status, topics
+    from evilnet.platform.cli import fidelity, health, stage, status, topics
 
-    for command in (stage, health, status, topics):
+    for command in (stage, health, status, topics, fidelity):
         main.add_command(command)
 
     from evilnet.producer.cli import produce, replay, simulate_x_api, synth

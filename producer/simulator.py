@@ -250,6 +250,7 @@ class XApiSimulator:
         with self._lock:
             return {
                 "posts_sent": self._posts_sent,
+                "posts_made": self._posts_made,
                 "connections_opened": self._connections_opened,
                 "active_connections": sum(
                     1 for app in self._apps.values() for s in app.streams if not s.closed),

@@ -1,16 +1,22 @@
-"""`evilnet stage`, `evilnet health …` and `evilnet status`."""
+"""`evilnet stage`, `health …`, `status`, `topics` and `fidelity`."""
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import click
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
+from evilnet.contracts import TWEETS_TOPIC
 from evilnet.platform import health as checks
+from evilnet.platform.fidelity import FORMATS
+from evilnet.platform.fidelity import fidelity as fidelity_report
+from evilnet.platform.fidelity import render as render_fidelity
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.platform.staging import StagingError, default_cache_dir
 from evilnet.platform.staging import stage as stage_artifacts
@@ -184,3 +190,40 @@ def topics_ensure(bootstrap: str, replication_factor: int, min_insync_replicas: 
         click.echo(f"changed: {change}")
     if not changes:
         click.echo("unchanged")
+
+
+def _moment(value: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("fidelity")
+@click.option("--from", "start", required=True, help="Posts created at or after (ISO 8601).")
+@click.option("--to", "end", required=True, help="Posts created before (ISO 8601).")
+@click.option("--format", "form", type=click.Choice(FORMATS), default="table",
+              show_default=True)
+@click.option("--bootstrap", default=None,
+              help="Kafka host:port[,…] [default: the inventory's brokers].")
+@click.option("-i", "--inventory", "inventory_path", type=click.Path(exists=True, path_type=Path),
+              default=Path("inventories/local"), show_default=True)
+@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_ROLES, show_default=True)
+@click.option("--topic", default=TWEETS_TOPIC, show_default=True)
+@click.option("--grace", type=click.FloatRange(0), default=300, show_default=True,
+              help="Seconds of deliveries read beyond both ends (late posts count).")
+def fidelity(start: str, end: str, form: str, bootstrap: str | None, inventory_path: Path,
+             roles: Path, topic: str, grace: float) -> None:
+    """Per shard and producer: posts received and missed, recall, delivery delay."""
+    window = (_moment(start), _moment(end))
+    if window[0] >= window[1]:
+        raise click.BadParameter("must be later than --from", param_hint="--to")
+    try:
+        servers = bootstrap or Inventory.load(inventory_path, roles=roles).kafka_bootstrap()
+        rows = fidelity_report(servers, topic, *window, grace=timedelta(seconds=grace))
+    except (InventoryError, ValueError, TimeoutError, KafkaError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(render_fidelity(rows, form))
