@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -47,7 +47,9 @@ from pydantic import (
 )
 
 from evilnet.contracts import (
+    ACCESS_LEVELS,
     DEAD_LETTER_TOPIC,
+    DEFAULT_ACCESS_LEVEL,
     RULE_VALUE_MAX_LENGTH,
     TWEETS_TOPIC,
     X_API_BASE_URL,
@@ -110,6 +112,9 @@ class ProducerConfig(BaseModel):
     kafka_linger_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     kafka_batch_size: Annotated[int, Field(ge=1024)] = 128 * 1024
     kafka_delivery_timeout_ms: Annotated[int, Field(ge=1000)] = 120_000
+    # The app's X API access level (evilnet.contracts.ACCESS_LEVELS): whether a
+    # reconnect asks for backfill, and the monthly post cap the 80 % alert meters.
+    access_level: Literal[tuple(ACCESS_LEVELS)] = DEFAULT_ACCESS_LEVEL  # type: ignore[valid-type]
 
     @field_validator("kafka_bootstrap_servers", mode="before")
     @classmethod

@@ -15,6 +15,11 @@ name                                       labels     meaning
 ``evilnet_producer_stream_connected``                 1 while the stream is connected
 ``evilnet_producer_rule_changes``          action     rules added / deleted at the X API
 ``evilnet_producer_info``                  shard, version
+``evilnet_producer_disconnects``           disconnect_type  the API's in-stream disconnect notices
+``evilnet_producer_connection_issues``     connection_issue stream connections refused with one
+``evilnet_producer_usage_capped``                     1 while the API refuses for a usage cap
+``evilnet_producer_usage_cap_resume_timestamp_seconds``  when the capped period resets (epoch s)
+``evilnet_producer_monthly_post_cap``                 the access level's monthly post cap (0: none)
 ``evilnet_producer_posts_delivered``       producer   posts of the stream turned into records, per
                                                       producer copy (redundant producers, recall)
 =========================================  =========  ===============================
@@ -35,6 +40,11 @@ RECONNECTS = "evilnet_producer_reconnects"
 PRODUCE_LATENCY = "evilnet_producer_produce_latency_seconds"
 STREAM_CONNECTED = "evilnet_producer_stream_connected"
 RULE_CHANGES = "evilnet_producer_rule_changes"
+DISCONNECTS = "evilnet_producer_disconnects"
+CONNECTION_ISSUES = "evilnet_producer_connection_issues"
+USAGE_CAPPED = "evilnet_producer_usage_capped"
+USAGE_CAP_RESUME = "evilnet_producer_usage_cap_resume_timestamp_seconds"
+MONTHLY_POST_CAP = "evilnet_producer_monthly_post_cap"
 INFO = "evilnet_producer"  # exposed as evilnet_producer_info
 
 # Kafka acknowledgements take from about a millisecond (idle cluster) to seconds
@@ -78,6 +88,21 @@ class ProducerMetrics:
         self.posts_delivered = Counter(
             POSTS_DELIVERED, "Stream posts turned into records.", ["producer"], registry=r
         )
+        # What the X API said about the stream (producer/README.md, "X API behaviour").
+        self.disconnects = Counter(
+            DISCONNECTS, "In-stream disconnect notices, by disconnect_type.",
+            ["disconnect_type"], registry=r)
+        self.connection_issues = Counter(
+            CONNECTION_ISSUES, "Stream connections refused, by connection_issue.",
+            ["connection_issue"], registry=r)
+        self.usage_capped = Gauge(
+            USAGE_CAPPED, "1 while the X API refuses the stream for a usage cap.", registry=r)
+        self.usage_cap_resume = Gauge(
+            USAGE_CAP_RESUME, "When the usage cap's period resets (Unix time).", registry=r)
+        # The alert at 80 % of the cap compares the posts received over 30 days with it.
+        self.monthly_post_cap = Gauge(
+            MONTHLY_POST_CAP, "Posts a month the access level allows (0: no fixed cap).",
+            registry=r)
         Info(INFO, "The producer's shard and version.", registry=r).info(
             {"shard": shard, "version": __version__}
         )

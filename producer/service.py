@@ -25,7 +25,7 @@ from typing import BinaryIO
 import tweepy
 from prometheus_client import start_http_server
 
-from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
+from evilnet.contracts import ACCESS_LEVELS, DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.producer.config import ConfigError, ProducerConfig, load_config
 from evilnet.producer.logs import redact
 from evilnet.producer.metrics import ProducerMetrics
@@ -92,6 +92,9 @@ def run_stream(config_path: Path) -> int:
     reconcile_rules(rules_api, config.rules, token_source=config.bearer_token_source,
                     metrics=metrics)
 
+    # The access level's backfill on reconnect and its monthly post cap (the 80 % alert).
+    level = ACCESS_LEVELS[config.access_level]
+    metrics.monthly_post_cap.set(level.monthly_post_cap or 0)
     sink = kafka_sink(config, metrics)
     pipeline = Pipeline(Router(config.max_payload_bytes, source="x-stream",
                                producer=config.producer), sink, metrics,
@@ -100,6 +103,7 @@ def run_stream(config_path: Path) -> int:
         base_url=config.x_api_base_url, token=token, token_source=config.bearer_token_source,
         on_line=pipeline.handle, max_line_bytes=config.max_payload_bytes,
         policy=ReconnectPolicy(config.reconnect_time_scale), metrics=metrics,
+        backfill_minutes=level.backfill_max_minutes,
     )
     signals = _Signals(reload=True)
     thread = stream.filter(threaded=True, **STREAM_PARAMETERS)
@@ -109,6 +113,8 @@ def run_stream(config_path: Path) -> int:
             if signals.reload:
                 signals.reload = False
                 config = _reload(config_path, config, rules_api, metrics)
+                if stream.usage_capped is not None:
+                    stream.resume()  # the operator's word: try the stream again now
             thread.join(_POLL_SECONDS)
     finally:
         stream.disconnect()

@@ -12,16 +12,25 @@ and retries a 401/403 forever. :class:`XStream` keeps tweepy's request building,
 rules calls and parameter handling, and replaces only that loop with one that
 follows :class:`~evilnet.producer.reconnect.ReconnectPolicy`, can be woken up,
 and stops on an authentication error.
+
+Today's API (see producer/README.md, "X API behaviour"): ``GET .../rules`` is
+paginated and ``GET .../rules/counts`` reports the caps; tweepy 4.17 knows
+neither, so they go through tweepy's own ``_make_request`` (same session, same
+errors). A refused stream connection is told apart by its problem body: a usage
+cap, a connection limit, a rate limit (its ``x-rate-limit-reset``), the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -47,6 +56,12 @@ STREAM_PARAMETERS: dict[str, list[str]] = {
 }
 
 CONNECT_TIMEOUT_SECONDS = 10
+RULES_PATH = "/2/tweets/search/stream/rules"
+RULES_COUNTS_PATH = "/2/tweets/search/stream/rules/counts"
+# GET rules returns at most 1,000 rules a page; a POST adds or deletes at most as many
+# (X's limit on ids per request), so larger changes go in batches.
+RULES_PAGE_SIZE = 1000
+RULES_BATCH_SIZE = 1000
 # The API sends chunked transfer encoding, so a read returns as soon as one chunk
 # (one post or keep-alive) arrives; a large read size costs no latency.
 STREAM_READ_CHUNK_BYTES = 64 * 1024
@@ -54,6 +69,53 @@ STREAM_READ_CHUNK_BYTES = 64 * 1024
 
 class XApiAuthError(RuntimeError):
     """The X API refused the bearer token (HTTP 401 or 403): retrying cannot help."""
+
+
+class UsageCapExceeded(RuntimeError):
+    """The X API refused for a usage cap (HTTP 429 UsageCapExceeded)."""
+
+    def __init__(self, problem: dict[str, Any], resumes_at: datetime) -> None:
+        self.period = str(problem.get("period") or "Monthly")
+        self.scope = str(problem.get("scope") or "")
+        self.resumes_at = resumes_at
+        super().__init__(
+            f"the X API refused for its {self.period.lower()} usage cap "
+            f"({problem.get('detail') or 'UsageCapExceeded'}): not reconnecting until the "
+            f"period resets at {resumes_at.isoformat()} or an operator sends SIGHUP")
+
+
+def usage_period_end(period: str, now: datetime) -> datetime:
+    """When a usage cap of ``period`` (``Daily`` or ``Monthly``) resets: the next UTC day
+    or calendar month (X names no reset time; a billing cycle may start on another day,
+    so an operator who knows better resumes the producer with SIGHUP)."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "Daily":
+        return day + timedelta(days=1)
+    first = day.replace(day=1)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+def problem_of(response: requests.Response) -> dict[str, Any]:
+    """The problem object of an error response ({} when the body is not one)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+@dataclass(frozen=True)
+class RuleCounts:
+    """``GET .../rules/counts``: how many rules the app may hold and holds."""
+
+    cap_per_client_app: int
+    client_app_rules_count: int
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> RuleCounts:
+        # The spec gives the caps as strings and the counts as integers.
+        return cls(int(data["cap_per_client_app"]),
+                   int(data["client_app_rules_count"]["rule_count"]))
 
 
 class RuleReconcileError(RuntimeError):
@@ -81,10 +143,15 @@ def rules_client(base_url: str, token: SecretStr) -> tweepy.StreamingClient:
     return client
 
 
-def _auth_error(status: int, token_source: str) -> XApiAuthError:
+def _auth_error(status: int, token_source: str,
+                problem: dict[str, Any] | None = None) -> XApiAuthError:
+    # 403 client-not-enrolled: the app is not in a Project, or its access level has no
+    # filtered stream; the problem's reason says which fix is needed.
+    reason = (problem or {}).get("reason") or (problem or {}).get("title")
     return XApiAuthError(
         f"the X API refused the bearer token from {token_source} "
-        f"(HTTP {status}): fix the token or the app's access; not retrying"
+        f"(HTTP {status}){' ' + str(reason) if reason else ''}: fix the token or the "
+        "app's access; not retrying"
     )
 
 
@@ -103,6 +170,47 @@ def _owned_tag(rule: tweepy.StreamRule) -> str | None:
         return None
 
 
+def fetch_all_rules(client: tweepy.StreamingClient) -> list[tweepy.StreamRule]:
+    """Every rule of the app, page by page (``meta.next_token``)."""
+    rules: list[tweepy.StreamRule] = []
+    params: dict[str, Any] = {"max_results": RULES_PAGE_SIZE}
+    while True:
+        page = client._make_request("GET", RULES_PATH, params=params,
+                                    endpoint_parameters=("max_results", "pagination_token"),
+                                    data_type=tweepy.StreamRule)
+        rules += page.data or []
+        token = (page.meta or {}).get("next_token")
+        if not token:
+            return rules
+        params = {"max_results": RULES_PAGE_SIZE, "pagination_token": token}
+
+
+def rule_counts(client: tweepy.StreamingClient) -> RuleCounts:
+    """The app's rule cap and rule count (``GET .../rules/counts``)."""
+    response = client._make_request("GET", RULES_COUNTS_PATH)
+    return RuleCounts.parse(response.data)
+
+
+def _batches(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[start:start + RULES_BATCH_SIZE]
+            for start in range(0, len(items), RULES_BATCH_SIZE)]
+
+
+def validate_rules(client: tweepy.StreamingClient, wanted: Sequence[Rule]) -> list[str]:
+    """The API's objections to ``wanted`` (a ``dry_run=true`` add; nothing is changed).
+
+    Rules the app holds already come back as DuplicateRule and are fine.
+    """
+    problems = []
+    for batch in _batches(list(wanted)):
+        answer = client.add_rules([tweepy.StreamRule(value=r.value, tag=r.tag) for r in batch],
+                                  dry_run=True)
+        problems += [f"{error.get('title', 'error')}: {error.get('value')!r}"
+                     f"{': ' + '; '.join(error['details']) if error.get('details') else ''}"
+                     for error in answer.errors or [] if error.get("title") != "DuplicateRule"]
+    return problems
+
+
 def reconcile_rules(
     client: tweepy.StreamingClient,
     wanted: Sequence[Rule],
@@ -116,19 +224,28 @@ def reconcile_rules(
     of its connections), so every rule whose tag follows the tag format is ours;
     other rules (set by hand, another tool) are left as they are. A rule whose
     value is wanted with another tag is deleted and added again: the API keys
-    rules by value and would refuse the duplicate.
+    rules by value and would refuse the duplicate. Before adding, the app's rule
+    count is checked against its cap (``rules/counts``): a change that cannot fit
+    is refused whole, before any write.
     """
     try:
-        existing = client.get_rules().data or []
+        existing = fetch_all_rules(client)
         wanted_pairs = {(rule.value, rule.tag) for rule in wanted}
         ours = [(rule, tag) for rule in existing if (tag := _owned_tag(rule)) is not None]
         stale = tuple(rule for rule, tag in ours if (rule.value, tag) not in wanted_pairs)
         present = {(rule.value, tag) for rule, tag in ours}
         missing = tuple(rule for rule in wanted if (rule.value, rule.tag) not in present)
-        if stale:
-            _check(client.delete_rules([rule.id for rule in stale]), "delete")
         if missing:
-            additions = [tweepy.StreamRule(value=rule.value, tag=rule.tag) for rule in missing]
+            counts = rule_counts(client)
+            after = counts.client_app_rules_count - len(stale) + len(missing)
+            if after > counts.cap_per_client_app:
+                raise RuleReconcileError(
+                    f"the app would hold {after} rules, more than its cap of "
+                    f"{counts.cap_per_client_app} (rules/counts): nothing changed")
+        for batch in _batches(stale):
+            _check(client.delete_rules([rule.id for rule in batch]), "delete")
+        for batch in _batches(missing):
+            additions = [tweepy.StreamRule(value=rule.value, tag=rule.tag) for rule in batch]
             _check(client.add_rules(additions), "add")
     except (tweepy.Unauthorized, tweepy.Forbidden) as error:
         raise _auth_error(error.response.status_code, token_source) from None
@@ -176,6 +293,7 @@ class XStream(tweepy.StreamingClient):
         max_line_bytes: int,
         policy: ReconnectPolicy,
         metrics: ProducerMetrics,
+        backfill_minutes: int = 0,
     ) -> None:
         super().__init__(token.get_secret_value(), chunk_size=STREAM_READ_CHUNK_BYTES)
         self.session = BaseUrlSession(base_url)
@@ -188,6 +306,16 @@ class XStream(tweepy.StreamingClient):
         self._response: requests.Response | None = None
         self.fatal_error: BaseException | None = None
         self.connections = 0
+        # Asked for on every reconnect (Enterprise only; 0 = never): the posts of the
+        # last minutes come again, and the job drops the duplicates by post id.
+        self.backfill_minutes = backfill_minutes
+        self.usage_capped: UsageCapExceeded | None = None
+        self._resume = False
+
+    def resume(self) -> None:
+        """An operator's word (SIGHUP): end a usage-cap wait and try to connect now."""
+        self._resume = True
+        self._wake.set()
 
     def disconnect(self) -> None:
         """Stop: finish the line in hand, close the connection, skip any pending wait."""
@@ -204,13 +332,22 @@ class XStream(tweepy.StreamingClient):
         url = f"{X_API_BASE_URL}/2/tweets/{endpoint}/stream"
         try:
             while self.running:
-                cause = self._stream_once(method, url, params)
-                if cause is None or not self.running:
+                attempt = dict(params or {})
+                if self.connections and self.backfill_minutes:
+                    attempt["backfill_minutes"] = self.backfill_minutes
+                outcome = self._stream_once(method, url, attempt)
+                if outcome is None or not self.running:
                     break
+                cause, until = outcome if isinstance(outcome, tuple) else (outcome, None)
                 self._metrics.reconnects.labels(cause.value).inc()
-                wait = self.policy.next_wait(cause)
+                wait = self.policy.next_wait(cause, until)
                 log.warning("stream reconnecting", extra={"cause": cause.value, "wait_s": wait})
                 self._wake.wait(wait)
+                if self.running:
+                    self._wake.clear()
+                if self._resume:
+                    self._resume = False
+                    log.warning("stream resumed by the operator")
         except Exception as error:
             if self.running:
                 self.fatal_error = error
@@ -219,8 +356,10 @@ class XStream(tweepy.StreamingClient):
             self.session.close()
             self.running = False
 
-    def _stream_once(self, method: str, url: str, params: Any) -> ReconnectCause | None:
-        """One connection, read until it ends; the cause to reconnect, or None to stop."""
+    def _stream_once(self, method: str, url: str, params: Any
+                     ) -> ReconnectCause | tuple[ReconnectCause, float | None] | None:
+        """One connection, read until it ends; the cause to reconnect (with the nominal
+        seconds the API named, if it did), or None to stop."""
         connected = False
         try:
             with self.session.request(
@@ -233,7 +372,11 @@ class XStream(tweepy.StreamingClient):
                 self._response = response
                 self.connections += 1
                 self._metrics.stream_connected.set(1)
-                log.info("stream connected", extra={"connection": self.connections})
+                self._metrics.usage_capped.set(0)
+                self.usage_capped = None
+                log.info("stream connected", extra={"connection": self.connections,
+                                                    "backfill_minutes":
+                                                        params.get("backfill_minutes", 0)})
                 delivered = False
                 for line in split_lines(response.iter_content(self.chunk_size),
                                         self._max_line_bytes):
@@ -243,6 +386,8 @@ class XStream(tweepy.StreamingClient):
                         self.policy.connected()
                         delivered = True
                     if line.size:
+                        if b'"errors"' in line.data[:64]:
+                            self._count_notice(line.data)
                         self._on_line(line)
                     if not self.running:
                         return None
@@ -259,14 +404,49 @@ class XStream(tweepy.StreamingClient):
             self._response = None
             self._metrics.stream_connected.set(0)
 
-    def _refused(self, response: requests.Response) -> ReconnectCause:
+    def _count_notice(self, data: bytes) -> None:
+        """Count the API's in-stream notices by ``disconnect_type`` / ``connection_issue``
+        (the server closes the stream after a disconnect notice; we reconnect at once)."""
+        try:
+            errors = json.loads(data).get("errors")
+        except (ValueError, AttributeError):
+            return  # not JSON: the router dead-letters it
+        for error in errors if isinstance(errors, list) else []:
+            if not isinstance(error, dict):
+                continue
+            if error.get("disconnect_type"):
+                self._metrics.disconnects.labels(str(error["disconnect_type"])).inc()
+                log.warning("stream disconnect notice", extra={
+                    "disconnect_type": error["disconnect_type"], "detail": error.get("detail")})
+            if error.get("connection_issue"):
+                self._metrics.connection_issues.labels(str(error["connection_issue"])).inc()
+
+    def _refused(self, response: requests.Response
+                 ) -> ReconnectCause | tuple[ReconnectCause, float | None]:
         status = response.status_code
+        problem = problem_of(response)
         log.error("stream refused", extra={"status": status, "body": response.text[:500]})
+        if problem.get("connection_issue"):
+            self._metrics.connection_issues.labels(str(problem["connection_issue"])).inc()
         if status in (401, 403):
-            raise _auth_error(status, self._token_source)
-        if status in (420, 429):
-            return ReconnectCause.RATE_LIMITED
-        return ReconnectCause.HTTP_ERROR
+            raise _auth_error(status, self._token_source, problem)
+        if status not in (420, 429):
+            return ReconnectCause.HTTP_ERROR
+        if problem.get("title") == "UsageCapExceeded":
+            now = datetime.now(UTC)
+            capped = UsageCapExceeded(problem, usage_period_end(str(problem.get("period")), now))
+            self.usage_capped = capped
+            self._metrics.usage_capped.set(1)
+            self._metrics.usage_cap_resume.set(capped.resumes_at.timestamp())
+            log.error("stream stopped: usage cap", extra={
+                "error": str(capped), "period": capped.period, "scope": capped.scope,
+                "resumes_at": capped.resumes_at.isoformat()})
+            return ReconnectCause.USAGE_CAPPED, (capped.resumes_at - now).total_seconds()
+        if problem.get("connection_issue") == "TooManyConnections":
+            return ReconnectCause.TOO_MANY_CONNECTIONS
+        reset = response.headers.get("x-rate-limit-reset", "")
+        until = float(reset) - time.time() if reset.isdigit() else None
+        return ReconnectCause.RATE_LIMITED, until
 
 
 def _is_read_timeout(error: BaseException) -> bool:

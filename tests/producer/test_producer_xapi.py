@@ -51,7 +51,9 @@ def test_first_start_adds_the_rules_and_a_second_start_only_reads(simulator: Sim
 
     assert len(first.added) == len(WANTED) and not first.deleted
     assert (second.added, second.deleted, second.kept) == ((), (), len(WANTED))
-    assert _rule_calls(simulator) == [("GET", None), ("POST", "add"), ("GET", None)]
+    # The adding run checks the app's cap (rules/counts) first; the second only reads.
+    assert _rule_calls(simulator) == [("GET", None), ("GET", "counts"), ("POST", "add"),
+                                      ("GET", None)]
     registered = simulator.state()["rules"]["app-1"]
     assert {(rule["value"], rule["tag"]) for rule in registered} == {
         (rule.value, rule.tag) for rule in WANTED}
@@ -252,12 +254,15 @@ def test_http_errors_back_off_exponentially_then_nothing_is_lost(simulator: Simu
     assert received == sent
 
 
-def test_rate_limits_back_off_from_a_minute_then_nothing_is_lost(simulator: Simulator) -> None:
+def test_rate_limits_wait_until_the_reset_then_nothing_is_lost(simulator: Simulator) -> None:
     waits, received, sent, _ = _faulted(
-        simulator, {"kind": "refuse", "status": 429, "count": 2}, {"kind": "drop"}, reconnects=1)
+        simulator, {"kind": "refuse", "status": 429, "count": 2, "reset_in": 30},
+        {"kind": "drop"}, reconnects=1)
 
-    assert waits == [Wait(ReconnectCause.DROPPED, 0.0), Wait(ReconnectCause.RATE_LIMITED, 60),
-                     Wait(ReconnectCause.RATE_LIMITED, 120)]
+    assert waits[0] == Wait(ReconnectCause.DROPPED, 0.0)
+    # x-rate-limit-reset is whole epoch seconds, 30 s ahead when the answer was made.
+    assert [wait.cause for wait in waits[1:]] == [ReconnectCause.RATE_LIMITED] * 2
+    assert all(28.5 <= wait.seconds <= 30 for wait in waits[1:])
     assert received == sent
 
 
