@@ -66,24 +66,32 @@ def _fail(error: Exception) -> None:
               help="Compare with what the producer hosts run (diff.json beside plan.json).")
 @click.option("--deployed", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --diff: compare with this deployed.json instead of asking the hosts.")
+@click.option("--redundancy", type=int, default=None,
+              help="Producer copies per shard, each on its own host (default: the "
+                   "inventory's planner_redundancy, else 1; 2 needs the enterprise level).")
 def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, roles: Path,
          out: Path | None, check: bool, no_render: bool, show_diff: bool,
-         deployed: Path | None) -> None:
+         deployed: Path | None, redundancy: int | None) -> None:
     """Plan CITIES x TOPICS into X API rules, shards and producer hosts."""
     try:
         settings = Inventory.load(inventory, roles=roles).planner_settings()
+        if redundancy is not None:
+            settings.redundancy = redundancy
         the_plan = make_plan(split_list(cities), split_list(topics), settings)
     except (PlanInputError, PlanError, InventoryError) as error:
         _fail(error)
     document = the_plan.to_json()
+    shards = [s for s in document["shards"] if s["copy"] == 1]  # copies share the rules
+    copies = f", {settings.redundancy} producers each" if settings.redundancy > 1 else ""
     summary = (f"{len(the_plan.cities)} cities x {len(the_plan.topics)} topics = "
-               f"{sum(len(s['rules']) for s in document['shards'])} rules in "
-               f"{len(document['shards'])} shard(s) ({settings.access_level}: "
+               f"{sum(len(s['rules']) for s in shards)} rules in "
+               f"{len(shards)} shard(s){copies} ({settings.access_level}: "
                f"{settings.limits.rules_per_app} rules per app, "
                f"{settings.limits.rule_max_length} characters per rule)")
     click.echo(summary)
     for shard in document["shards"]:
-        click.echo(f"  {shard['name']} on {shard['host']}: {', '.join(shard['cities'])}")
+        copy = f" (copy {shard['copy']})" if settings.redundancy > 1 else ""
+        click.echo(f"  {shard['name']}{copy} on {shard['host']}: {', '.join(shard['cities'])}")
     if check:
         return
     if out is not None:

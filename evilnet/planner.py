@@ -23,6 +23,16 @@ Limits (``planner_access_level``): X's filtered-stream limits per app, rule
 length and rules per app, as documented for the access levels
 (:data:`evilnet.contracts.ACCESS_LEVELS`). ``planner_max_rules_per_shard`` lowers
 the rules per app (smaller shards restart faster).
+
+Redundant producers (``planner_redundancy``, ``evilnet plan --redundancy``): with 2,
+each shard runs on the two hosts that rank highest for it, both copies on the same
+app and rules (two stream connections of one app: an access level whose
+``stream_connections`` allows it, Enterprise; refused otherwise). The plan lists
+one entry per copy: ``copy`` 1 and 2, ``producer_id`` ``<shard>@<host>`` (written
+in every record, :func:`evilnet.contracts.producer_id`), its own metrics port, and
+``dir``, where its files render under ``shards/``: the shard's name when it runs
+once, the producer id when it has copies. Copy 1 stays on the host the shard had
+without redundancy; ``evilnet fidelity`` compares the copies.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from evilnet.contracts import (
     X_API_BASE_URL,
     AccessLevel,
     RuleTag,
+    producer_id,
 )
 from evilnet.producer.config import parse_config
 
@@ -87,6 +98,7 @@ class Settings:
     x_api_base_url: str
     access_level: str = DEFAULT_ACCESS_LEVEL
     max_rules_per_shard: int | None = None
+    redundancy: int = 1  # producer copies per shard, each on its own host and connection
     radius_km: int = 25
     metrics_base_port: int = 9400
     reconnect_time_scale: float = 1.0
@@ -125,6 +137,7 @@ class Settings:
             kafka_bootstrap_servers=kafka_bootstrap_servers, x_api_base_url=base_url,
             access_level=level,
             max_rules_per_shard=variables.get("planner_max_rules_per_shard"),
+            redundancy=int(variables.get("planner_redundancy", 1)),
             radius_km=int(variables.get("planner_radius_km", 25)),
             metrics_base_port=int(variables.get("planner_metrics_base_port", 9400)),
             reconnect_time_scale=float(variables.get("planner_reconnect_time_scale", 1.0)),
@@ -238,7 +251,26 @@ def assign_cities(cities: list[str], rules_per_city: int, apps: list[App], capac
 
 
 def assign_host(shard: str, hosts: list[str]) -> str:
-    return max(hosts, key=lambda host: _weight(shard, host))
+    return assign_hosts(shard, hosts, 1)[0]
+
+
+def assign_hosts(shard: str, hosts: list[str], copies: int) -> list[str]:
+    """The ``copies`` hosts that rank highest for the shard (rendezvous), best first."""
+    return sorted(hosts, key=lambda host: _weight(shard, host), reverse=True)[:copies]
+
+
+def check_redundancy(settings: Settings) -> None:
+    """Redundant copies need as many stream connections per app, and as many hosts."""
+    copies = settings.redundancy
+    allowed = ACCESS_LEVELS[settings.access_level].stream_connections
+    if copies < 1:
+        raise PlanError(f"planner_redundancy must be 1 or more, not {copies}")
+    if copies > allowed:
+        raise PlanError(f"planner_redundancy {copies} needs {copies} stream connections per "
+                        f"app; the {settings.access_level} access level allows {allowed}")
+    if copies > len(settings.hosts):
+        raise PlanError(f"planner_redundancy {copies} needs {copies} producer hosts; the "
+                        f"inventory's group 'producers' has {len(settings.hosts)}")
 
 
 @dataclass
@@ -262,12 +294,14 @@ class Plan:
             "kafka_bootstrap_servers": self.settings.kafka_bootstrap_servers,
             "image": self.settings.image,
             "reconnect_time_scale": self.settings.reconnect_time_scale,
+            "redundancy": self.settings.redundancy,
             "shards": self.shards,
         }
 
 
 def make_plan(cities_given: list[str], topics_given: list[str], settings: Settings) -> Plan:
     """Validate the input and plan it (raises PlanInputError / PlanError)."""
+    check_redundancy(settings)
     cities = normalize_cities(cities_given)
     topics = normalize_topics(topics_given)
     rules = build_rules(cities, topics, settings)
@@ -278,18 +312,25 @@ def make_plan(cities_given: list[str], topics_given: list[str], settings: Settin
         shard_cities = [c.name for c in cities if assignment[c.name] == app]
         if not shard_cities:
             continue
-        host = assign_host(app.name, sorted(settings.hosts))
-        plan.shards.append({
-            "name": app.name,
-            "service": f"producer-{app.name}",
-            "host": host,
-            "address": settings.hosts[host],
-            "metrics_port": settings.metrics_base_port + app.index + 1,
-            "credential": app.credential,
-            "cities": sorted(shard_cities, key=str.casefold),
-            "rules": [rule.to_json() for rule in sorted(rules)
-                      if rule.city in shard_cities],
-        })
+        copies = settings.redundancy
+        hosts = assign_hosts(app.name, sorted(settings.hosts), copies)
+        for copy, host in enumerate(hosts, start=1):
+            producer = producer_id(app.name, host)
+            plan.shards.append({
+                "name": app.name,
+                "copy": copy,
+                "producer_id": producer,
+                "dir": app.name if copies == 1 else producer,
+                "service": f"producer-{app.name}",
+                "host": host,
+                "address": settings.hosts[host],
+                # Each copy its own port, so copies never collide even on one address.
+                "metrics_port": settings.metrics_base_port + app.index * copies + copy,
+                "credential": app.credential,
+                "cities": sorted(shard_cities, key=str.casefold),
+                "rules": [rule.to_json() for rule in sorted(rules)
+                          if rule.city in shard_cities],
+            })
     return plan
 
 
@@ -337,12 +378,12 @@ def write_plan(plan: Plan, out: Path) -> Path:
 
 
 def render_plan(out: Path) -> list[Path]:
-    """Render every shard of ``out/plan.json`` into ``out/shards/<shard>/``."""
+    """Render every shard (copy) of ``out/plan.json`` into ``out/shards/<dir>/``."""
     plan = read_plan(out)
     env = template_environment()
     shards_dir = out / "shards"
     written = []
-    rendered = {shard["name"]: render_shard(plan, shard, env) for shard in plan["shards"]}
+    rendered = {shard["dir"]: render_shard(plan, shard, env) for shard in plan["shards"]}
     if shards_dir.exists():
         for old in sorted(shards_dir.glob("*/*")):
             old.unlink()
@@ -377,26 +418,39 @@ def shard_digest(shard: dict[str, Any]) -> dict[str, Any]:
     return dict(shard)
 
 
+def _copy_key(shard: dict[str, Any]) -> tuple[str, int]:
+    # A deployed.json written before redundancy existed has no copy: its shards ran once.
+    return shard["name"], shard.get("copy", 1)
+
+
+def _label(name: str, copy: int) -> str:
+    return name if copy == 1 else f"{name} (copy {copy})"
+
+
 def diff_plans(deployed: list[dict[str, Any]], planned: list[dict[str, Any]]) -> dict[str, Any]:
-    """Shards added, removed, changed (rules added/removed, moved host) and unchanged."""
-    before = {s["name"]: s for s in deployed}
-    after = {s["name"]: shard_digest(s) for s in planned}
+    """Shards added, removed, changed (rules added/removed, moved host) and unchanged.
+
+    Each copy of a redundant shard is compared with the same copy deployed; the items
+    name the shard, and the copy when it is not the first.
+    """
+    before = {_copy_key(s): s for s in deployed}
+    after = {_copy_key(s): shard_digest(s) for s in planned}
     changes: dict[str, Any] = {"add": [], "remove": [], "change": [], "unchanged": []}
-    for name in sorted(set(before) | set(after)):
-        old, new = before.get(name), after.get(name)
+    for name, copy in sorted(set(before) | set(after)):
+        old, new = before.get((name, copy)), after.get((name, copy))
+        which = {"shard": name, **({"copy": copy} if copy != 1 else {})}
         if old is None:
-            changes["add"].append({"shard": name, "host": new["host"], "cities": new["cities"],
+            changes["add"].append({**which, "host": new["host"], "cities": new["cities"],
                                    "rules": len(new["rules"])})
         elif new is None:
-            changes["remove"].append({"shard": name, "host": old["host"],
-                                      "cities": old["cities"]})
+            changes["remove"].append({**which, "host": old["host"], "cities": old["cities"]})
         elif old == new:
-            changes["unchanged"].append(name)
+            changes["unchanged"].append(_label(name, copy))
         else:
             old_rules = {r["tag"]: r["value"] for r in old["rules"]}
             new_rules = {r["tag"]: r["value"] for r in new["rules"]}
             changes["change"].append({
-                "shard": name, "host": new["host"],
+                **which, "host": new["host"],
                 **({"moved_from": old["host"]} if old["host"] != new["host"] else {}),
                 "rules_added": sorted(t for t in new_rules if old_rules.get(t) != new_rules[t]),
                 "rules_removed": sorted(t for t in old_rules if new_rules.get(t) != old_rules[t]),
@@ -407,13 +461,16 @@ def diff_plans(deployed: list[dict[str, Any]], planned: list[dict[str, Any]]) ->
 def describe_diff(changes: dict[str, Any]) -> str:
     lines = []
     for item in changes["add"]:
-        lines.append(f"+ shard {item['shard']} on {item['host']}: {', '.join(item['cities'])} "
+        lines.append(f"+ shard {_label(item['shard'], item.get('copy', 1))} on {item['host']}: "
+                     f"{', '.join(item['cities'])} "
                      f"({item['rules']} rules)")
     for item in changes["remove"]:
-        lines.append(f"- shard {item['shard']} on {item['host']}: {', '.join(item['cities'])}")
+        lines.append(f"- shard {_label(item['shard'], item.get('copy', 1))} on {item['host']}: "
+                     f"{', '.join(item['cities'])}")
     for item in changes["change"]:
         moved = f" (moved from {item['moved_from']})" if "moved_from" in item else ""
-        lines.append(f"~ shard {item['shard']} on {item['host']}{moved}")
+        lines.append(f"~ shard {_label(item['shard'], item.get('copy', 1))} on "
+                     f"{item['host']}{moved}")
         lines += [f"    + {tag}" for tag in item["rules_added"]]
         lines += [f"    - {tag}" for tag in item["rules_removed"]]
     for name in changes["unchanged"]:

@@ -31,7 +31,7 @@ METRIC_NAMES = [producer_metrics.POSTS_RECEIVED, producer_metrics.RECORDS_PRODUC
                 producer_metrics.STREAM_CONNECTED, producer_metrics.RULE_CHANGES,
                 producer_metrics.DISCONNECTS, producer_metrics.CONNECTION_ISSUES,
                 producer_metrics.USAGE_CAPPED, producer_metrics.USAGE_CAP_RESUME,
-                producer_metrics.MONTHLY_POST_CAP,
+                producer_metrics.MONTHLY_POST_CAP, producer_metrics.POSTS_DELIVERED,
                 job_metrics.BATCH_DURATION, job_metrics.TRIGGER, job_metrics.END_OFFSET,
                 job_metrics.INPUT_ROWS, job_metrics.BAD_RECORDS, job_metrics.LAST_PROGRESS,
                 job_metrics.STARTED, job_metrics.KAFKA_LOG_END_OFFSET]

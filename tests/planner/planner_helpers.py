@@ -6,7 +6,7 @@ from evilnet.planner import App, Settings
 
 
 def make_settings(apps: int = 4, *, level: str = "pro", max_rules: int | None = None,
-                  hosts: int = 2) -> Settings:
+                  hosts: int = 2, redundancy: int = 1) -> Settings:
     return Settings(
         inventory="tests",
         hosts={f"producer{i}": f"127.0.1.{20 + i}" for i in range(1, hosts + 1)},
@@ -16,4 +16,5 @@ def make_settings(apps: int = 4, *, level: str = "pro", max_rules: int | None = 
         x_api_base_url="http://127.0.1.9:8080",
         access_level=level,
         max_rules_per_shard=max_rules,
+        redundancy=redundancy,
     )

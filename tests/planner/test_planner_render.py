@@ -101,7 +101,8 @@ def test_hostile_input_is_refused_or_reaches_files_only_escaped(city: str, topic
         files = render_shard(document, shard)
         loaded = yaml.safe_load(files[PRODUCER_CONFIG_FILE])
         # No injected key, no template syntax, values read back exactly as planned.
-        assert set(loaded) == {"shard", "rules", "kafka_bootstrap_servers", "bearer_token_file",
+        assert set(loaded) == {"shard", "producer_id", "rules", "kafka_bootstrap_servers",
+                               "bearer_token_file",
                                "x_api_base_url", "metrics_host", "metrics_port",
                                "reconnect_time_scale"}
         assert loaded["rules"] == shard["rules"]
