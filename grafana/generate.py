@@ -216,6 +216,7 @@ def pipeline_health() -> dash.Dashboard:
     produced = producer_metrics.RECORDS_PRODUCED + "_total"
     dead = producer_metrics.DEAD_LETTERS + "_total"
     reconnects = producer_metrics.RECONNECTS + "_total"
+    delivered = producer_metrics.POSTS_DELIVERED + "_total"
     latency = producer_metrics.PRODUCE_LATENCY + "_bucket"
     lag = (f"sum by (query) (max by (partition) "
            f"({job_metrics.KAFKA_LOG_END_OFFSET}{{topic=\"{TWEETS_TOPIC}\"}}) "
@@ -238,6 +239,19 @@ def pipeline_health() -> dash.Dashboard:
         "reqps",
         prom(f"sum by (host, shard) (rate({received}[5m]))", "received {{shard}}", "A"),
         prom(f"sum by (host, shard) (rate({produced}[5m]))", "produced {{shard}}", "B")))
+    # Recall of each producer copy against the copy of its shard that delivered most:
+    # the counters cannot see the union of the copies, which is at least that maximum,
+    # so this overstates recall when the copies miss different posts (by the share of
+    # posts only the other copy missed); `evilnet fidelity` is exact, from Kafka.
+    per_copy = f"sum by (shard, producer) (increase({delivered}[15m]))"
+    board.with_panel(prom_panel(
+        "Recall of redundant producers (approximate)",
+        "Posts each producer copy delivered over 15 minutes, divided by the most any copy "
+        "of the same shard delivered. An upper bound of recall against the union of the "
+        "copies; `evilnet fidelity --from … --to …` gives it exactly, with the delays. A "
+        "shard that runs once shows 1.", "percentunit",
+        prom(f"{per_copy} / on (shard) group_left max by (shard) ({per_copy})",
+             "{{producer}}")).max(1))
     board.with_panel(prom_panel(
         "Dead-lettered posts", "Payloads sent to the dead-letter topic, by reason.", "short",
         prom(f"sum by (reason) (increase({dead}[5m]))", "{{reason}}")))
