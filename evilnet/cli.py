@@ -28,6 +28,10 @@ def _register() -> None:
     main.add_command(simulate_x_api)
     main.add_command(synth)
 
+    from evilnet.rules_cli import stream_rules
+
+    main.add_command(stream_rules)
+
     from evilnet.spark.cli import check, locate, query, schema
 
     main.add_command(schema)
