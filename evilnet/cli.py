@@ -39,9 +39,9 @@ def _register() -> None:
     main.add_command(check)
     main.add_command(locate)
 
-    from evilnet.plan_cli import plan, producer_health, render
+    from evilnet.plan_cli import plan, render
 
-    for command in (plan, render, producer_health):
+    for command in (plan, render):
         main.add_command(command)
 
 

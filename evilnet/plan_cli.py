@@ -1,4 +1,4 @@
-"""``evilnet plan``, ``evilnet render`` and ``evilnet producer-health``: the Jenkins stages.
+"""``evilnet plan`` and ``evilnet render``: the Jenkins stages (verify is ``evilnet health``).
 
 | stage    | command |
 |----------|---------|
@@ -7,7 +7,7 @@
 | render   | ``evilnet render build/plan`` |
 | diff     | ``evilnet plan --diff --cities C --topics T --inventory I --out build/plan`` |
 | roll out | ``ansible-playbook -i I ansible/playbooks/producers.yml -e producer_plan_dir=…`` |
-| verify   | ``evilnet producer-health --plan build/plan --wait 120`` |
+| verify   | ``evilnet health producers --plan build/plan --wait 120`` |
 
 Exit status 2: the input or the inventory cannot be planned (nothing was written).
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -27,11 +26,9 @@ from evilnet.planner import (
     describe_diff,
     diff_plans,
     make_plan,
-    read_plan,
     render_plan,
     write_plan,
 )
-from evilnet.platform.health import producer_shard
 from evilnet.platform.inventory import (
     DEFAULT_ROLES,
     Inventory,
@@ -125,33 +122,3 @@ def render(out: Path) -> None:
         _fail(error)
     for path in written:
         click.echo(str(path))
-
-
-@click.command("producer-health")
-@click.option("--plan", "plan_dir", required=True,
-              type=click.Path(exists=True, path_type=Path), help="The plan directory or file.")
-@click.option("--host", default=None, help="Only the shards of this inventory host.")
-@click.option("--shard", "only_shards", multiple=True, help="Only these shards (repeatable).")
-@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for health.")
-@click.option("--min-posts", default=0, show_default=True,
-              help="Also wait until each shard received this many posts.")
-def producer_health(plan_dir: Path, host: str | None, only_shards: tuple[str, ...],
-                    wait: float, min_posts: int) -> None:
-    """Every planned shard's metrics endpoint answers and its stream is connected."""
-    try:
-        document = read_plan(plan_dir)
-    except PlanError as error:
-        _fail(error)
-    shards = [s for s in document["shards"] if (host is None or s["host"] == host)
-              and (not only_shards or s["name"] in only_shards)]
-    deadline = time.monotonic() + wait
-    while True:
-        results = {s["name"]: producer_shard(s["address"], s["metrics_port"], min_posts)
-                   for s in shards}
-        if all(r.ok for r in results.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    for name, result in results.items():
-        click.echo(f"{name}: {'ok' if result.ok else 'UNHEALTHY'}: {result.detail}")
-    if not all(r.ok for r in results.values()):
-        sys.exit(1)

@@ -58,3 +58,15 @@ def wait_for(condition: Callable[[], T], timeout: float, *, what: str, interval:
         last = outcome.exception() if outcome.failed else outcome.result()
         raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
     return result
+
+
+def poll_until(attempt: Callable[[], T], accept: Callable[[T], bool], timeout: float, *,
+               interval: float = 1.0) -> tuple[bool, T]:
+    """Call ``attempt`` until ``accept`` takes its value: (True, it), or (False, the last one).
+
+    For checks that report what they saw either way (a health command's last state).
+    """
+    result = poll(attempt, accept, timeout, interval, ())
+    if isinstance(result, GaveUp):
+        return False, result.outcome.result()
+    return True, result

@@ -16,13 +16,11 @@ from rich.table import Table
 
 from evilnet.contracts import TWEETS_TOPIC
 from evilnet.schema import (
-    JOB_QUERIES,
     KEYSPACE,
     METRICS,
     WINDOW_COLUMNS,
     SchemaError,
     apply_schema,
-    job_queries,
 )
 
 console = Console(stderr=True)
@@ -167,53 +165,19 @@ def query_top(metric: str, limit: int, at: datetime | None, fmt: str, hosts: str
 
 @query.command("progress")
 @click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
-@click.option("--newer-than", type=_Moment(), default=None,
-              help="Only count progress recorded after this time (e.g. a restart).")
-@click.option("--wait", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds to wait for progress of every query of the job.")
 @_hosts
 @_port
 @_keyspace
-def query_progress(job: str, newer_than: datetime | None, wait: float, hosts: str, port: int,
-                   keyspace: str) -> None:
-    """The job's last micro-batch per query (exit 1 if a query has none [newer than ...]).
-
-    The stream_job role's health check: after a (re)start, every query of the job
-    (both, or the one of the ``plain_count`` baseline) records progress once its
-    first trigger ran, with or without new records.
-    """
-    from evilnet.waiting import WaitTimeout, wait_for
-
-    def progress() -> tuple[dict, tuple[str, ...], dict]:
-        rows = store.progress(job)
-        queries = _queries_of(rows)
-        fresh = {q: r for q, r in rows.items() if q in queries and (
-            newer_than is None or (r.updated_at and _moment(r.updated_at.isoformat())
-                                   > newer_than))}
-        return rows, queries, fresh
-
+def query_progress(job: str, hosts: str, port: int, keyspace: str) -> None:
+    """The job's last micro-batch per query, as JSON (its health: `evilnet health stream-job`)."""
     with _store(hosts, port, keyspace) as store:
-        try:
-            rows, queries, fresh = wait_for(
-                lambda: len((found := progress())[2]) == len(found[1]) and found, wait,
-                what=f"progress of every query of {job}")
-        except WaitTimeout:
-            rows, queries, fresh = progress()
+        rows = store.progress(job)
     records = [{"query": q, "batch_id": r.batch_id, "input_rows": r.input_rows,
                 "bad_records": r.bad_records, "late_rows": r.late_rows,
                 "watermark": _iso(r.watermark.replace(tzinfo=UTC)) if r.watermark else "",
                 "updated_at": _iso(r.updated_at.replace(tzinfo=UTC)) if r.updated_at else "",
                 "offsets": sum((r.end_offsets or {}).values())} for q, r in sorted(rows.items())]
-    healthy = len(fresh) == len(queries)
-    click.echo(json.dumps({"job": job, "queries": records, "healthy": healthy}))
-    sys.exit(0 if healthy else 1)
-
-
-def _queries_of(rows: dict) -> tuple[str, ...]:
-    """The queries the job runs, as its latest recorded settings say (JOB_QUERIES if none)."""
-    latest = max((r for r in rows.values() if r.config and r.updated_at),
-                 key=lambda r: r.updated_at, default=None)
-    return job_queries(json.loads(latest.config)) if latest else JOB_QUERIES
+    click.echo(json.dumps({"job": job, "queries": records}))
 
 
 def _print(records: list[dict], columns: list[str], fmt: str, title: str) -> None:

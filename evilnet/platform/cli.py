@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from kafka.errors import KafkaError
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evilnet.contracts import TWEETS_TOPIC
+from evilnet.planner import PlanError, read_plan
 from evilnet.platform import health as checks
 from evilnet.platform.fidelity import FORMATS
 from evilnet.platform.fidelity import fidelity as fidelity_report
@@ -21,6 +23,8 @@ from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.platform.staging import StagingError, default_cache_dir
 from evilnet.platform.staging import stage as stage_artifacts
 from evilnet.platform.topics import TopicError, ensure_topics, pipeline_topics
+from evilnet.schema import KEYSPACE
+from evilnet.waiting import poll_until
 
 console = Console(stderr=True)
 
@@ -57,6 +61,16 @@ def _report(result: checks.Health) -> None:
     click.echo(result.detail)
     if not result.ok:
         sys.exit(1)
+
+
+def _fail(message: str) -> NoReturn:
+    """Nothing could be checked: one line, exit 2 (exit 1 means unhealthy)."""
+    click.echo(f"evilnet health: {message}", err=True)
+    sys.exit(2)
+
+
+def _moment_option(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else _moment(value)
 
 
 _wait = click.option("--wait", type=float, default=0, show_default=True,
@@ -118,6 +132,56 @@ def health_spark(master_ui: str, workers: tuple[str, ...], wait: float) -> None:
     """The master is ALIVE and lists the workers ALIVE."""
     _report(checks.wait_until_healthy(
         lambda: checks.spark_cluster(master_ui, set(workers) or None), wait))
+
+
+@health.command("producers")
+@click.option("--plan", "plan_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The plan directory or file, or a host's deployed.json.")
+@click.option("--host", default=None, help="Only the shards of this inventory host.")
+@click.option("--shard", "only_shards", multiple=True, help="Only these shards (repeatable).")
+@click.option("--min-posts", default=0, show_default=True,
+              help="Also wait until each shard received this many posts.")
+@_wait
+def health_producers(plan_path: Path, host: str | None, only_shards: tuple[str, ...],
+                     min_posts: int, wait: float) -> None:
+    """Every planned shard's metrics endpoint answers with its stream connected."""
+    try:
+        shards = read_plan(plan_path)["shards"]
+    except PlanError as error:
+        _fail(str(error))
+    unknown = sorted(set(only_shards) - {s["name"] for s in shards})
+    if unknown:
+        _fail(f"no shard {', '.join(unknown)} in {plan_path}")
+    shards = [s for s in shards if (host is None or s["host"] == host)
+              and (not only_shards or s["name"] in only_shards)]
+
+    def results() -> dict[str, checks.Health]:
+        # Copies of one shard share its name: a line per producer copy.
+        return {s.get("producer_id", s["name"]): checks.producer_shard(
+            s["address"], s["metrics_port"], min_posts) for s in shards}
+
+    _, final = poll_until(results, lambda found: all(h.ok for h in found.values()), wait)
+    for name, result in final.items():
+        click.echo(f"{name}: {'ok' if result.ok else 'UNHEALTHY'}: {result.detail}")
+    if not all(result.ok for result in final.values()):
+        sys.exit(1)
+
+
+@health.command("stream-job")
+@click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
+@click.option("--hosts", required=True, help="Cassandra contact points, host[,host…].")
+@click.option("--port", type=int, default=9042, show_default=True, help="Cassandra's CQL port.")
+@click.option("--keyspace", default=KEYSPACE, show_default=True)
+@click.option("--newer-than", type=_moment_option, default=None,
+              help="Only count progress recorded after this time (e.g. a restart).")
+@click.option("--max-age", type=click.FloatRange(min=0), default=None,
+              help="Only count progress at most this many seconds old.")
+@_wait
+def health_stream_job(job: str, hosts: str, port: int, keyspace: str,
+                      newer_than: datetime | None, max_age: float | None, wait: float) -> None:
+    """Every query of the job recorded a micro-batch (the role's check after a start)."""
+    _report(checks.wait_until_healthy(lambda: checks.stream_job(
+        hosts.split(","), port, keyspace, job, max_age, newer_than), wait))
 
 
 @click.command()

@@ -16,6 +16,7 @@ import socket
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from evilnet.waiting import GaveUp, WaitTimeout, poll, wait_for
 
@@ -212,15 +213,17 @@ def spark_cluster(ui_url: str, expected_workers: set[str] | None = None) -> Heal
 
 
 def stream_job(hosts: list[str], port: int, keyspace: str, job: str,
-               max_age_seconds: float) -> Health:
-    """Both queries of the stream job recorded a micro-batch in the last max_age_seconds.
+               max_age_seconds: float | None = None,
+               newer_than: datetime | None = None) -> Health:
+    """Every query of the job recorded a micro-batch (or an idle trigger) recently enough.
 
-    The job records progress on every trigger, with or without new records, so a
-    stale row means a stopped or stuck job, not an idle pipeline.
+    The queries are the ones the job's latest recorded settings name (both, or the one
+    of the ``plain_count`` baseline). A query's progress counts when it is at most
+    ``max_age_seconds`` old and, after a (re)start, newer than ``newer_than``. The job
+    records progress on every trigger, with or without new records, so a stale row
+    means a stopped or stuck job, not an idle pipeline.
     """
-    from datetime import UTC, datetime
-
-    from evilnet.schema import JOB_QUERIES
+    from evilnet.schema import JOB_QUERIES, job_queries
     from evilnet.spark.store import CassandraStore, connect
 
     cluster, session = connect(hosts, port)
@@ -228,18 +231,26 @@ def stream_job(hosts: list[str], port: int, keyspace: str, job: str,
         progress = CassandraStore(session, keyspace).progress(job)
     finally:
         cluster.shutdown()
+    latest = max((row for row in progress.values() if row.config and row.updated_at),
+                 key=lambda row: row.updated_at, default=None)
+    queries = job_queries(json.loads(latest.config)) if latest else JOB_QUERIES
     now = datetime.now(UTC)
-    ages = {query: (now - row.updated_at.replace(tzinfo=UTC)).total_seconds()
-            for query, row in progress.items() if query in JOB_QUERIES and row.updated_at}
-    missing = [query for query in JOB_QUERIES if query not in ages]
+    updated = {query: row.updated_at.replace(tzinfo=UTC) for query, row in progress.items()
+               if query in queries and row.updated_at}
+    missing = [query for query in queries if query not in updated]
     if missing:
-        return Health(False, f"no progress recorded for {', '.join(missing)}")
-    stale = {query: age for query, age in ages.items() if age > max_age_seconds}
+        return Health(False, f"{job}: no progress recorded for {', '.join(missing)}")
+    ages = {query: (now - moment).total_seconds() for query, moment in updated.items()}
+    detail = ", ".join(f"{query}: last micro-batch {age:.0f} s ago"
+                       for query, age in sorted(ages.items()))
+    stale = [query for query in queries
+             if (max_age_seconds is not None and ages[query] > max_age_seconds)
+             or (newer_than is not None and updated[query] <= newer_than)]
     if stale:
-        return Health(False, ", ".join(f"{query}: last micro-batch {age:.0f} s ago"
-                                       for query, age in sorted(stale.items())))
-    return Health(True, ", ".join(f"{query}: last micro-batch {age:.0f} s ago"
-                                  for query, age in sorted(ages.items())))
+        since = f" since {newer_than.isoformat()}" if newer_than is not None else ""
+        return Health(False, f"{job}: no recent progress{since} for {', '.join(stale)} "
+                             f"({detail})")
+    return Health(True, detail)
 
 
 def producer_shard(address: str, port: int, min_posts: int = 0) -> Health:

@@ -167,19 +167,22 @@ def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, 
     # That the broker rejoins every ISR before the next test is the guard's to check.
 
 
-def test_progress_health_follows_the_plain_count_baseline(store, cassandra_host: str,
-                                                          keyspace: str) -> None:
-    """`evilnet query progress` (the role's health check) expects the queries the job's
-    settings name: the plain-count baseline of the benchmark runs one, "count"."""
-    def progress(job: str) -> dict:
-        result = evilnet("query", "progress", "--job", job, "--hosts", cassandra_host,
-                         "--keyspace", keyspace)
-        return json.loads(result.stdout)
+def test_stream_job_health_follows_the_plain_count_baseline(store, cassandra_host: str,
+                                                            keyspace: str) -> None:
+    """`evilnet health stream-job` (the role's check) expects the queries the job's settings
+    name: the plain-count baseline of the benchmark runs one, "count"."""
+    def healthy(job: str, *options: str) -> bool:
+        result = evilnet("health", "stream-job", "--job", job, "--hosts", cassandra_host,
+                         "--keyspace", keyspace, *options)
+        assert result.returncode in (0, 1), result.stderr
+        return result.returncode == 0
 
     now = datetime.now(UTC)
     store.write_progress("plain-count-probe", PLAIN_COUNT_QUERY, 0, {0: 5}, 5, 0, 0, None,
                          json.dumps({"plain_count": True}), now)
-    assert progress("plain-count-probe")["healthy"] is True
+    assert healthy("plain-count-probe")
+    assert not healthy("plain-count-probe", "--newer-than", (now + timedelta(seconds=1))
+                       .isoformat()), "progress from before a restart does not count"
     store.write_progress("windows-only-probe", JOB_QUERIES[0], 0, {0: 5}, 5, 0, 0, None,
                          json.dumps({"plain_count": False}), now)
-    assert progress("windows-only-probe")["healthy"] is False
+    assert not healthy("windows-only-probe")
