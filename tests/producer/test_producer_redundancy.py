@@ -114,6 +114,52 @@ def test_the_report_finds_each_connections_recall_and_every_post_reaches_kafka(
         assert abs((1 - rows[producer_id]["recall"]) - fraction) < 0.01
 
 
+def test_a_stalled_connection_shows_as_delay_not_as_loss(
+        tmp_path: Path, enterprise_simulator: Simulator, token_env: str, kafka_bootstrap: str,
+        topics: tuple[str, str]) -> None:  # noqa: F811
+    simulator = enterprise_simulator
+    started = datetime.now(UTC)
+    simulator.generation(paused=True, max_posts=1200)
+    producers = []
+    for copy, name in enumerate(("host-a", "host-b"), start=1):
+        # A stall timeout of 10 s: the 2-s stall below is congestion, not a dead stream.
+        config = write_config(tmp_path / f"{name}.yaml", shard="test-01",
+                              producer_id=f"test-01@{name}", rules=RULES,
+                              kafka_bootstrap_servers=kafka_bootstrap,
+                              tweets_topic=topics[0], dead_letter_topic=topics[1],
+                              bearer_token_env=token_env, x_api_base_url=simulator.base_url,
+                              metrics_port=0, reconnect_time_scale=0.5)
+        producers.append(start("produce", "--config", str(config)))
+        wait_until(lambda c=copy: simulator.state()["active_connections"] == c,
+                   what=f"connection {copy}")
+    requests.post(f"{simulator.base_url}/_sim/connections", timeout=5,
+                  json={"connection": 2, "stall_seconds": 2}).raise_for_status()
+    simulator.generation(paused=False)
+    wait_until(lambda: _made(simulator) >= 1200
+               and all(c["held"] == 0 for c in _connections(simulator)),
+               timeout=60, what="every post made and sent")
+    sent = simulator.api.sent()
+    read_topic(kafka_bootstrap, topics[0],
+               at_least=sum(expected_records([e["payload"].encode() for e in sent]).values()))
+    outcomes = [stop(process) for process in producers]
+    assert [code for code, _, _ in outcomes] == [0, 0], [err[-2000:] for _, _, err in outcomes]
+    assert simulator.state()["connections_opened"] == 2
+
+    report = subprocess.run(
+        [*EVILNET, "fidelity", "--from", (started - timedelta(seconds=1)).isoformat(),
+         "--to", (datetime.now(UTC) + timedelta(seconds=1)).isoformat(), "--format", "json",
+         "--bootstrap", kafka_bootstrap, "--topic", topics[0]],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert report.returncode == 0, report.stderr
+    rows = {row["producer"]: row for row in json.loads(report.stdout)}
+    print(report.stdout)  # with -s
+    fast, stalled = rows["test-01@host-a"], rows["test-01@host-b"]
+    assert fast["recall"] == stalled["recall"] == 1.0 and fast["union"] == 1200
+    # About 2 s of posts (of ~3 s at 400/s) waited out the stall: over a second late.
+    assert stalled["delay_p50_s"] > 0.5 and stalled["delay_p95_s"] > 1.5
+    assert fast["delay_p95_s"] < 1.0
+
+
 def _connections(simulator: Simulator) -> list[dict]:
     return requests.get(f"{simulator.base_url}/_sim/connections",
                         timeout=5).json()["connections"]
