@@ -25,7 +25,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from producer_helpers import TOKEN, Simulator, free_port, wait_until, write_config
 
-from evilnet.contracts import DeadLetter, DeadLetterReason, PostRecord
+from evilnet.contracts import (
+    ACCESS_LEVELS,
+    DEFAULT_ACCESS_LEVEL,
+    DeadLetter,
+    DeadLetterReason,
+    PostRecord,
+)
 from evilnet.producer.generator import synthesize, synthetic_rules
 from evilnet.producer.metrics import RECONNECTS
 from evilnet.producer.routing import Line, Router
@@ -148,7 +154,8 @@ def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, produc
 
     # A SIGHUP whose rule the API refuses is logged; the producer streams on.
     calls = len(simulator.state()["rules_calls"])
-    rewrite([*kept_rules, {"value": "z" * 600, "tag": "city=Laval;topic=z"}])
+    too_long = "z" * (ACCESS_LEVELS[DEFAULT_ACCESS_LEVEL].rule_max_length + 1)
+    rewrite([*kept_rules, {"value": too_long, "tag": "city=Laval;topic=z"}])
     producer.send_signal(signal.SIGHUP)
     wait_until(lambda: any(call.get("action") == "add"
                            for call in simulator.state()["rules_calls"][calls:]),
