@@ -6,9 +6,9 @@
 The roles name the pipeline's Kafka topics, its Cassandra keyspace and its metric
 names (and the X API access level a plan assumes) through these variables
 (``evilnet_contract_*``), never by writing the value:
-a rename in ``evilnet/contracts.py``, ``evilnet/schema.py``, ``producer/metrics.py``
-or ``spark/metrics.py`` reaches every role when this file is regenerated, and a test
-fails while it is not.
+a rename in ``evilnet/contracts.py``, ``evilnet/schema.py``, ``producer/metrics.py``,
+``spark/metrics.py`` or ``evilnet/platform/footprint_metrics.py`` reaches every role
+when this file is regenerated, and a test fails while it is not.
 
 The file sits in ``ansible/playbooks/group_vars/all/``: Ansible loads a playbook's
 ``group_vars`` for every play of the playbooks in that directory, whichever the
@@ -25,6 +25,7 @@ from types import ModuleType
 import yaml
 
 from evilnet import contracts, schema
+from evilnet.platform import footprint_metrics
 from evilnet.producer import metrics as producer_metrics
 from evilnet.spark import metrics as job_metrics
 
@@ -62,6 +63,11 @@ def sections() -> list[tuple[str, dict[str, object]]]:
          "_total suffix, histograms with _bucket, _sum and _count, info with _info.",
          {"evilnet_contract_producer_metrics": metric_names(producer_metrics),
           "evilnet_contract_job_metrics": metric_names(job_metrics)}),
+        ("Prometheus metric names of the resource footprint (evilnet/platform/\n"
+         "footprint_metrics.py: `evilnet footprint --serve`), by constant, and the\n"
+         "share of a limit it alerts at.",
+         {"evilnet_contract_footprint_metrics": metric_names(footprint_metrics),
+          "evilnet_contract_footprint_alert_share": footprint_metrics.ALERT_SHARE}),
     ]
 
 

@@ -21,6 +21,10 @@ def _register() -> None:
     for command in (stage, health, status, topics, fidelity):
         main.add_command(command)
 
+    from evilnet.platform.footprint_cli import footprint
+
+    main.add_command(footprint)
+
     from evilnet.producer.cli import produce, replay, simulate_x_api, synth
 
     main.add_command(produce)

@@ -45,6 +45,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from evilnet.contracts import TWEETS_TOPIC
+from evilnet.platform import footprint_metrics as footprint
 from evilnet.producer import metrics as producer_metrics
 from evilnet.schema import (
     CITIES_BUCKET,
@@ -282,6 +283,28 @@ def pipeline_health() -> dash.Dashboard:
         "Records read by the stream job", "Records per second read from Kafka, per query.",
         "reqps", prom(f"sum by (query) (rate({job_metrics.INPUT_ROWS}_total[5m]))",
                       "{{query}}")))
+    board.with_row(dash.Row("Resource footprint"))
+    disk_share = (f"sum by (host) ({footprint.DISK_USED}{{part=~\"data|logs\"}}) "
+                  f"/ on (host) max by (host) ({footprint.DISK_LIMIT})")
+    share_line = dash.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([
+        Threshold(value=None, color="green"),
+        Threshold(value=footprint.ALERT_SHARE, color="red")])
+    board.with_panel(prom_panel(
+        "Disk: share of each host's limit",
+        "Data and logs of a host's services against its runtime_disk_limit (evilnet "
+        f"footprint); FootprintDiskAbove80Percent fires above {footprint.ALERT_SHARE:.0%}.",
+        "percentunit", prom(disk_share, "{{host}}"))
+        .thresholds(share_line).thresholds_style(
+            common_builder.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.LINE)))
+    board.with_panel(prom_panel(
+        "Memory: resident memory per service",
+        "RSS of each service's processes (evilnet footprint), and its limit: a cgroup's "
+        "memory.max where set (alerted at 80 %), else a JVM's heap (-Xmx, a reference: "
+        "a JVM's RSS exceeds its heap by design).", "bytes",
+        prom(f"sum by (host, service) ({footprint.MEMORY_USED})", "{{host}} {{service}}", "A"),
+        prom(f"max by (host, service, source) ({footprint.MEMORY_LIMIT})",
+             "limit {{host}} {{service}} ({{source}})", "B")))
     board.with_row(dash.Row("Cassandra"))
     board.with_panel(prom_panel(
         "Cassandra write latency", "Coordinator write latency by quantile (all tables).", "s",

@@ -1,0 +1,81 @@
+"""`evilnet footprint`: memory and disk per host and service, against their limits."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evilnet.platform import footprint as fp
+from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
+
+
+def _listen(value: str) -> tuple[str, int]:
+    address, _, port = value.rpartition(":")
+    if not address or not port.isdigit():
+        raise click.BadParameter(f"{value!r} is not address:port")
+    return address, int(port)
+
+
+@click.command("footprint")
+@click.option("-i", "--inventory", "inventory_path", default="inventories/local",
+              type=click.Path(exists=True, path_type=Path), show_default=True)
+@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_ROLES, show_default=True,
+              help="The roles' directory (their defaults hold what the inventory does not set).")
+@click.option("--format", "output", type=click.Choice(fp.FORMATS), default="table",
+              show_default=True)
+@click.option("--serve", "listen", metavar="ADDRESS:PORT", default=None,
+              help="Serve the footprint to Prometheus instead (measured at every scrape).")
+@click.option("--announce", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --serve: write this Prometheus file_sd target file (the "
+                   "prometheus role's footprint job reads targets/footprint.json).")
+def footprint(inventory_path: Path, roles: Path, output: str, listen: str | None,
+              announce: Path | None) -> None:
+    """Memory (RSS) and disk per host and service against their limits, with the share
+    in use; '!' marks an alerted share of 80 % or more.
+
+    Measures the inventory's hosts whose root is on this machine (every host of the
+    local stack). Exit 0; 2 if the footprint cannot be measured.
+    """
+    try:
+        inventory = Inventory.load(inventory_path, roles=roles)
+        if listen:
+            _serve(inventory, *_listen(listen), announce)
+            return
+        usages = fp.footprint(inventory)
+    except (InventoryError, fp.FootprintError) as error:
+        click.echo(f"evilnet footprint: {error} ({inventory_path})", err=True)
+        sys.exit(2)
+    if output == "json":
+        click.echo(fp.as_json(usages))
+        return
+    table = Table("host", "service", "resource", "part", "used", "limit", "share")
+    for row in fp.rows(usages):
+        table.add_row(*row)
+    # Wide enough for every column: never cut a number at 80 columns.
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _serve(inventory: Inventory, address: str, port: int, announce: Path | None) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(fp.FootprintCollector(inventory))
+    server, thread = start_http_server(port, addr=address, registry=registry)
+    if announce:
+        fp.announce(announce, address, port)
+    click.echo(f"serving the footprint on http://{address}:{port}/metrics")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    if announce:
+        announce.unlink(missing_ok=True)
+    server.shutdown()
+    thread.join()
