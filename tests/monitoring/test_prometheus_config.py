@@ -40,4 +40,4 @@ def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
     check = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True,
                            text=True, timeout=60, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert "SUCCESS: 11 rules found" in check.stdout
