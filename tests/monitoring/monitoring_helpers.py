@@ -1,34 +1,29 @@
-"""Helpers of the monitoring tests: the dashboards' code, and Grafana's substitutions.
-
-Grafana and the Cassandra datasource plugin (3.3.0) turn a panel's CQL into what
-Cassandra runs in two steps, both reproduced here: the frontend interpolates the
-dashboard's variables with their format (``${city:sqlstring}``), and the plugin's
-backend replaces its time macros ``$__timeFrom`` / ``$__timeTo`` with the range in
-epoch milliseconds (pkg/handler/data_query.go, for panel queries only). A variable
-query takes only the first step (src/datasource.ts metricFindQuery: the template
-service, then the backend's ``variables`` resource, which replaces no macro), so
-:func:`interpolate_variable_query` leaves macros in, and the test fails on them.
-The plugin then groups the result rows by the value of their first column (one
-data frame per value), which is what a panel shows.
+"""Helpers of the monitoring tests: the dashboards' code, their targets, and Grafana's
+substitutions (imported from :mod:`evilnet.dashboards.interpolation`, which the local
+dashboards page runs its queries through too).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 import subprocess
 import sys
-from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
+
+# Re-exported: the tests' helpers for Grafana's substitutions.
+from evilnet.dashboards.interpolation import (  # noqa: F401
+    frames,
+    interpolate,
+    interpolate_variable_query,
+    millis,
+    sqlstring,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 GENERATOR = REPO_ROOT / "grafana" / "generate.py"
 PLAYBOOK_GROUP_VARS = REPO_ROOT / "ansible" / "playbooks" / "group_vars" / "all"
 MONITOR_ROOT = REPO_ROOT / ".run" / "hosts" / "monitor"
-
-_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<format>\w+))?\}|\$(?P<bare>[A-Za-z]\w*)")
 
 
 def load_generator():
@@ -38,52 +33,6 @@ def load_generator():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def sqlstring(values: Iterable[str]) -> str:
-    """Grafana's ``sqlstring`` variable format: each value quoted, quotes doubled."""
-    quoted = []
-    for value in values:
-        assert '"' not in value and "\\" not in value, value  # Grafana escapes these with \\
-        quoted.append("'" + value.replace("'", "''") + "'")
-    return ",".join(quoted)
-
-
-def millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def interpolate(text: str, variables: dict[str, list[str]], start: datetime,
-                end: datetime) -> str:
-    """A panel query as Cassandra receives it from Grafana and the plugin: the time
-    macros of the range [start, end), then the dashboard's variables."""
-    text = text.replace("$__timeFrom", str(millis(start))).replace(
-        "$__timeTo", str(millis(end)))
-    return interpolate_variable_query(text, variables)
-
-
-def interpolate_variable_query(text: str, variables: dict[str, list[str]]) -> str:
-    """A variable query as Cassandra receives it: the dashboard's variables only (the
-    plugin replaces no time macro there); a macro left in fails."""
-    def variable(match: re.Match) -> str:
-        name = match["name"] or match["bare"]
-        if name not in variables:
-            raise AssertionError(f"the test gives no value for ${name} in: {text}")
-        if match["format"] != "sqlstring":
-            raise AssertionError(f"${name} must use the sqlstring format (CQL quoting): {text}")
-        return sqlstring(variables[name])
-
-    text = _VARIABLE.sub(variable, text)
-    assert "$" not in text, f"unsubstituted macro or variable: {text}"
-    return text
-
-
-def frames(rows: list) -> dict[str, list[tuple]]:
-    """The plugin's data frames: rows grouped by the value of their first column."""
-    grouped: dict[str, list[tuple]] = {}
-    for row in rows:
-        grouped.setdefault(str(row[0]), []).append(tuple(row))
-    return grouped
 
 
 def cassandra_targets(dashboard: dict) -> list[tuple[dict, dict]]:

@@ -18,6 +18,7 @@ from monitoring_helpers import (
     prometheus_targets,
 )
 
+from evilnet.dashboards.interpolation import InterpolationError
 from evilnet.producer import metrics as producer_metrics
 from evilnet.schema import Statements
 from evilnet.spark import metrics as job_metrics
@@ -107,7 +108,7 @@ def test_variable_queries_hold_no_time_macro(generator) -> None:
         for variable in board.get("templating", {}).get("list", []):
             assert "$__" not in variable["query"]["query"], variable["name"]
     # The helper the stack tests run variable queries through refuses one.
-    with pytest.raises(AssertionError, match="unsubstituted macro"):
+    with pytest.raises(InterpolationError, match="unsubstituted macro"):
         interpolate_variable_query("SELECT city FROM t WHERE day = to_date($__timeFrom)", {})
 
 
