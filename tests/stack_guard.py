@@ -5,7 +5,8 @@ A test that kills, stops, restarts or reconfigures a service is marked
 supervised program that ran before the test and no longer does, then waits, with
 the one waiting helper of the project, until the whole stack is healthy again:
 every row of ``evilnet status``, every Prometheus scrape target up, and the
-production stream job's series scraped for each of its queries. When that does not
+production stream job's series scraped for each of its queries, with progress
+since its driver started (its first trigger after a restart). When that does not
 come back the guard fails *that* test (an error at its teardown naming what stayed
 unhealthy), and the tests after it find the stack as the guard repaired it.
 """
@@ -22,7 +23,7 @@ from supervised import HOSTS_ROOT, running_programs, supervisorctl
 from evilnet.platform.health import run_checks
 from evilnet.platform.inventory import Inventory
 from evilnet.schema import JOB_QUERIES
-from evilnet.spark.metrics import BATCH_DURATION, END_OFFSET
+from evilnet.spark.metrics import BATCH_DURATION, END_OFFSET, LAST_PROGRESS, STARTED
 from evilnet.waiting import WaitTimeout, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +46,20 @@ def prometheus_query(url: str, expression: str) -> list[dict]:
 
 
 def job_series_scraped(url: str) -> list[str]:
-    """What the production job's scraped series lack: a query without its gauges."""
+    """What the production job lacks in Prometheus: a query whose gauges are not scraped, or
+    whose driver has made no progress (a micro-batch or an idle trigger) since it started."""
+    def by_query(metric: str) -> dict[str, float]:
+        return {s["metric"].get("query"): float(s["value"][1])
+                for s in prometheus_query(url, metric)}
+
     missing = []
     for metric in (BATCH_DURATION, END_OFFSET):
-        found = {s["metric"].get("query") for s in prometheus_query(url, metric)}
+        found = by_query(metric)
         missing += [f"{metric}{{query={query!r}}} not scraped"
                     for query in JOB_QUERIES if query not in found]
+    started, progress = by_query(STARTED), by_query(LAST_PROGRESS)
+    missing += [f"the stream job's {query} query has made no progress since its driver started"
+                for query in JOB_QUERIES if progress.get(query, 0) < started.get(query, 0)]
     return missing
 
 
