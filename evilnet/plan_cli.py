@@ -3,7 +3,7 @@
 | stage    | command |
 |----------|---------|
 | validate | ``evilnet plan --check --cities C --topics T --inventory I`` |
-| validate rules | ``evilnet stream-rules validate --cities C --topics T --inventory I`` (only with VALIDATE_RULES; evilnet/rules_cli.py) |
+| validate rules | ``evilnet stream-rules validate --cities C --topics T --inventory I`` |
 | plan     | ``evilnet plan --cities C --topics T --inventory I --out build/plan --no-render`` |
 | render   | ``evilnet render build/plan`` |
 | diff     | ``evilnet plan --diff --cities C --topics T --inventory I --out build/plan`` |
