@@ -251,7 +251,7 @@ def disk(inventory: Inventory, roots: dict[str, Path]) -> list[Usage]:
 def footprint(inventory: Inventory) -> list[Usage]:
     roots = host_roots(inventory)
     if not roots:
-        raise FootprintError(f"no host of {inventory.path} has its root on this machine")
+        raise FootprintError("no host of the inventory has its root on this machine")
     return memory(inventory, roots) + disk(inventory, roots)
 
 

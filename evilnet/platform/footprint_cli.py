@@ -52,6 +52,9 @@ def footprint(inventory_path: Path, roles: Path, output: str, listen: str | None
     except (InventoryError, fp.FootprintError) as error:
         click.echo(f"evilnet footprint: {error} ({inventory_path})", err=True)
         sys.exit(2)
+    except OSError as error:  # --serve: the address is taken or not this machine's
+        click.echo(f"evilnet footprint: cannot serve: {error.strerror} ({listen})", err=True)
+        sys.exit(2)
     if output == "json":
         click.echo(fp.as_json(usages))
         return
