@@ -126,6 +126,26 @@ def split_list(text: str | list[str] | tuple[str, ...]) -> list[str]:
             for item in line.split(",") if item.strip()]
 
 
+def split_cities(text: str | list[str] | tuple[str, ...], catalog: Catalog | None = None
+                 ) -> list[str]:
+    """CITIES as :func:`split_list` reads them, with ``Name, PROVINCE`` kept together.
+
+    An item that is a province's two-letter code (``ON``, ``qc``) belongs to the
+    city before it: ``Hamilton, ON, Toronto`` is Hamilton (ON) and Toronto. A full
+    province name is not joined (``Québec`` is also a city): write ``Hamilton, ON``
+    or ``Hamilton (Ontario)``.
+    """
+    catalog = catalog or load_catalog()
+    codes = {code.casefold() for code in catalog.provinces}
+    names: list[str] = []
+    for item in split_list(text):
+        if names and item.casefold() in codes:
+            names[-1] = f"{names[-1]}, {item.upper()}"
+        else:
+            names.append(item)
+    return names
+
+
 def normalize_cities(given: list[str], catalog: Catalog | None = None) -> list[City]:
     """Resolve every name; refuses an empty list and a city named twice."""
     catalog = catalog or load_catalog()
@@ -151,6 +171,52 @@ def normalize_cities(given: list[str], catalog: Catalog | None = None) -> list[C
     if problems:
         raise PlanInputError("\n".join(problems))
     return cities
+
+
+def canonical_cities(given: list[str] | tuple[str, ...],
+                     catalog: Catalog | None = None) -> list[str]:
+    """The catalog names of cities an operator typed (``toronto`` -> ``Toronto``).
+
+    For commands that read or write a city by name (``query --city``, ``synth``):
+    each item of :func:`split_cities`, resolved; one line naming every unknown one.
+    """
+    catalog = catalog or load_catalog()
+    names: list[str] = []
+    problems: list[str] = []
+    for item in split_cities(list(given), catalog):
+        try:
+            names.append(catalog.resolve(item).name)
+        except PlanInputError as error:
+            problems.append(str(error).removeprefix("CITIES: "))
+    if problems:
+        raise PlanInputError("; ".join(problems))
+    return list(dict.fromkeys(names))
+
+
+def check_tags(tags: set[tuple[str, str]], catalog: Catalog | None = None) -> None:
+    """Refuse rule tags whose city is not a catalog name or whose topic is not normal.
+
+    A posts file for ``replay`` or ``check`` names its cities in ``matching_rules``
+    tags, as the planner writes them; a tag the planner could not have written
+    (``city=toronto``) would make rows under a city no dashboard lists.
+    """
+    catalog = catalog or load_catalog()
+    problems: list[str] = []
+    for city, topic in sorted(tags):
+        try:
+            known = catalog.resolve(city).name
+        except PlanInputError as error:
+            problems.append(str(error).removeprefix("CITIES: "))
+            continue
+        if known != city:
+            problems.append(f"city {city!r} is spelt {known!r} in the catalog")
+        try:
+            if normalize_topic(topic) != topic:
+                problems.append(f"topic {topic!r} is {normalize_topic(topic)!r} once normalized")
+        except PlanInputError as error:
+            problems.append(str(error).removeprefix("TOPICS: "))
+    if problems:
+        raise PlanInputError("rule tags: " + "; ".join(dict.fromkeys(problems)))
 
 
 def normalize_topic(given: str) -> str:

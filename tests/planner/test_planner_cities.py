@@ -8,11 +8,14 @@ from hypothesis import strategies as st
 
 from evilnet.cities import (
     PlanInputError,
+    canonical_cities,
+    check_tags,
     fold,
     load_catalog,
     normalize_cities,
     normalize_topic,
     normalize_topics,
+    split_cities,
     split_list,
 )
 from evilnet.contracts import RuleTag
@@ -72,6 +75,32 @@ def test_jenkins_lists_split_on_lines_and_commas() -> None:
     assert split_list("Toronto\r\nMontréal, Vancouver\n\n,St. John's") == [
         "Toronto", "Montréal", "Vancouver", "St. John's"]
     assert split_list(("a,b", "c")) == ["a", "b", "c"]
+
+
+def test_a_province_code_in_a_comma_list_belongs_to_the_city_before_it() -> None:
+    assert split_cities("Hamilton, ON, Toronto\nRichmond, bc") == [
+        "Hamilton, ON", "Toronto", "Richmond, BC"]
+    # Québec is a city as well as a province: only the two-letter codes are joined.
+    assert split_cities("Toronto, Québec") == ["Toronto", "Québec"]
+    cities = normalize_cities(split_cities("Hamilton, ON, Toronto, London, ON"))
+    assert [(c.name, c.province) for c in cities] == [
+        ("Hamilton", "ON"), ("Toronto", "ON"), ("London", "ON")]
+
+
+def test_names_typed_at_the_command_line_become_the_catalog_names() -> None:
+    assert canonical_cities(("toronto", "Montreal", "St John's", "Hamilton, ON, Toronto")) == [
+        "Toronto", "Montréal", "St. John's", "Hamilton"]
+    with pytest.raises(PlanInputError, match=r"unknown city 'Torontoo'; did you mean Toronto"):
+        canonical_cities(("Torontoo",))
+
+
+def test_rule_tags_of_a_posts_file_must_be_the_planners_spelling() -> None:
+    check_tags({("Montréal", "hockey"), ("St. John's", "food")})
+    with pytest.raises(PlanInputError) as refused:
+        check_tags({("montreal", "hockey"), ("Toronto", "Hockey"), ("Atlantis", "x")})
+    message = str(refused.value)
+    assert "'montreal' is spelt 'Montréal'" in message
+    assert "'Hockey' is 'hockey'" in message and "unknown city 'Atlantis'" in message
 
 
 @pytest.mark.parametrize("topic", [
