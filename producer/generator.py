@@ -229,6 +229,8 @@ def _user_object(user: _User) -> dict:
 
 SYNTH_START = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 SYNTH_RULE_ID_BASE = 1_790_000_000_000_000_000
+# Seeds that differ modulo this make disjoint post ids (see synthesize).
+SYNTH_SEED_STRIDE = 1024
 
 
 def synthetic_rules(cities: Sequence[str], topics: Sequence[str]) -> list[MatchableRule]:
@@ -245,10 +247,15 @@ def synthesize(
     start: datetime = SYNTH_START,
     mean_rate: float = 20.0,
 ) -> Iterator[dict]:
-    """``posts`` filtered-stream objects in synthetic time from ``start``."""
+    """``posts`` filtered-stream objects in synthetic time from ``start``.
+
+    Post ids step by :data:`SYNTH_SEED_STRIDE` from the snowflake of ``start``, offset
+    by the seed: files of other seeds (mod the stride) never share an id, whatever
+    their length, so the stream job counts each of them in full.
+    """
     generator = PostGenerator(rules, seed=seed)
     moment = start
-    first_id = snowflake(start)
+    first_id = snowflake(start) + seed % SYNTH_SEED_STRIDE
     for index in range(posts):
         moment += timedelta(seconds=generator.next_gap(mean_rate))
-        yield generator.next_post(first_id + index, moment)
+        yield generator.next_post(first_id + index * SYNTH_SEED_STRIDE, moment)

@@ -98,3 +98,89 @@ def _converge(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
                                                 configs=spec.configs)])
             changes += [f"{spec.name}: {key}={value}" for key, value in sorted(drift.items())]
     return changes
+
+
+# --- read-only: `evilnet topics list|describe` ----------------------------------------
+
+@dataclass(frozen=True)
+class PartitionState:
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    log_end_offset: int
+    # Records the stream job has not consumed yet: the log end offset minus the
+    # slowest of the job's queries' end offsets (None: the job records nothing here).
+    job_lag: int | None = None
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    retention_ms: str | None
+    min_insync_replicas: str | None
+    partitions: tuple[PartitionState, ...]
+
+    @property
+    def under_replicated(self) -> int:
+        return sum(len(p.isr) < len(p.replicas) for p in self.partitions)
+
+    def to_json(self) -> dict:
+        return {"topic": self.name, "retention_ms": self.retention_ms,
+                "min_insync_replicas": self.min_insync_replicas,
+                "under_replicated": self.under_replicated,
+                "partitions": [{"partition": p.partition, "leader": p.leader,
+                                "replicas": list(p.replicas), "isr": list(p.isr),
+                                "log_end_offset": p.log_end_offset, "job_lag": p.job_lag}
+                               for p in self.partitions]}
+
+
+def list_topics(bootstrap: list[str]) -> list[str]:
+    """The cluster's topics, internal ones (``__consumer_offsets``) left out."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics")
+    try:
+        return sorted(name for name in admin.list_topics() if not name.startswith("__"))
+    finally:
+        admin.close()
+
+
+def describe_topics(bootstrap: list[str], names: list[str],
+                    job_offsets: dict[str, dict[int, int]] | None = None) -> list[TopicState]:
+    """Partitions, replicas, ISR, retention and log end offsets; nothing is changed.
+
+    ``job_offsets``: per topic, the stream job's consumed offset per partition
+    (its ``job_progress`` rows); the lag of each partition is computed from it.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="evilnet-topics")
+    try:
+        existing = set(admin.list_topics())
+        unknown = [name for name in names if name not in existing]
+        if unknown:
+            raise TopicError(f"no topic {', '.join(map(repr, unknown))}; the cluster has "
+                             f"{', '.join(sorted(n for n in existing if not n.startswith('__')))}")
+        described = {t["name"]: t for t in admin.describe_topics(names)}
+        configs = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]).get("topic", {})
+        states = []
+        for name in names:
+            partitions = sorted(described[name]["partitions"], key=lambda p: p["partition_index"])
+            ends = consumer.end_offsets([TopicPartition(name, p["partition_index"])
+                                         for p in partitions])
+            consumed = (job_offsets or {}).get(name)
+            rows = []
+            for p in partitions:
+                index = p["partition_index"]
+                end = ends[TopicPartition(name, index)]
+                lag = None if consumed is None else max(0, end - consumed.get(index, 0))
+                rows.append(PartitionState(index, p["leader_id"], tuple(p["replica_nodes"]),
+                                           tuple(sorted(p["isr_nodes"])), end, lag))
+            settings = {key: entry["value"] for key, entry in configs.get(name, {}).items()}
+            states.append(TopicState(name, settings.get("retention.ms"),
+                                     settings.get("min.insync.replicas"), tuple(rows)))
+        return states
+    finally:
+        consumer.close()
+        admin.close()
