@@ -358,3 +358,46 @@ def apply_schema(session, keyspace: str = KEYSPACE, *, datacenter: str = "dc1",
                                  migration.checksum, clock()))
         done.append(migration)
     return done
+
+
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \S+?\.(?P<table>\w+)", re.IGNORECASE)
+
+
+def expected_tables(directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The tables the migrations create, and the table recording them."""
+    tables = {SCHEMA_VERSIONS}
+    for migration in migrations(directory):
+        for statement in migration.statements(KEYSPACE):
+            match = _CREATE_TABLE.match(statement)
+            if match:
+                tables.add(match["table"])
+    return sorted(tables)
+
+
+def schema_status(session, keyspace: str = KEYSPACE,
+                  directory: Path = MIGRATIONS_DIR) -> dict:
+    """What ``evilnet schema status`` reports (read-only): keyspace, tables, versions.
+
+    ``up_to_date`` when the keyspace holds every table of the migrations and every
+    migration is recorded, with the checksum of its file.
+    """
+    metadata = session.cluster.metadata.keyspaces.get(keyspace)
+    wanted = expected_tables(directory)
+    present = sorted(metadata.tables) if metadata else []
+    known = migrations(directory)
+    applied = {}
+    if metadata and SCHEMA_VERSIONS in metadata.tables:
+        cql = Statements(keyspace)
+        applied = {row.version: row for row in session.execute(
+            session.prepare(cql.select_schema_versions), (SCHEMA_SCOPE,))}
+    changed = [m.version for m in known
+               if m.version in applied and applied[m.version].checksum != m.checksum]
+    missing = [table for table in wanted if table not in present]
+    pending = [m.version for m in known if m.version not in applied]
+    return {"keyspace": keyspace, "keyspace_present": metadata is not None,
+            "tables_missing": missing,
+            "tables_unexpected": [table for table in present if table not in wanted],
+            "tables_present": [table for table in present if table in wanted],
+            "versions_applied": sorted(applied), "versions_pending": pending,
+            "versions_changed": changed,
+            "up_to_date": metadata is not None and not missing and not pending and not changed}
