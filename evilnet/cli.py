@@ -50,3 +50,7 @@ def _register() -> None:
 
 
 _register()
+    from evilnet.dashboards.cli import dashboards
+
+    main.add_command(dashboards)
+
