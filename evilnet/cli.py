@@ -25,6 +25,10 @@ def _register() -> None:
 
     main.add_command(footprint)
 
+    from evilnet.dashboards.cli import dashboards
+
+    main.add_command(dashboards)
+
     from evilnet.producer.cli import produce, replay, simulate_x_api, synth
 
     main.add_command(produce)
@@ -50,7 +54,3 @@ def _register() -> None:
 
 
 _register()
-    from evilnet.dashboards.cli import dashboards
-
-    main.add_command(dashboards)
-
