@@ -16,12 +16,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-prerequisites:  ## Java 17, Maven, docker-compose and Prometheus through apt, when missing (Debian 12)
+prerequisites:  ## Java 17, Maven, docker-compose, Prometheus and Chromium (the dashboards page's tests) through apt, when missing (Debian 12)
 	@missing=""; \
 	[ -x $(JAVA17_HOME)/bin/java ] || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
+	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing through apt:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -41,6 +42,7 @@ stage: prerequisites venv  ## Resolve, verify and cache the pinned artifacts
 up: stage  ## Bring the whole pipeline up on this machine and show its health
 	$(PLAYBOOK) ansible/site.yml
 	$(BIN)/evilnet status --inventory $(INVENTORY)
+	@echo "Dashboards: $(BIN)/evilnet dashboards serve -i $(INVENTORY) → http://127.0.0.1:8050"
 
 down: venv  ## Stop every service (data stays)
 	$(PLAYBOOK) ansible/playbooks/down.yml
