@@ -68,18 +68,21 @@ class AccessLevel:
 # a month (the post-cap page; a later pricing page says 3 million: the lower figure
 # warns earlier); the earlier Pro had the same rule limits and 1 million posts a
 # month; Enterprise allows 25,000 rules of 2,048 characters, 2 redundant connections
-# and a backfill of up to 5 minutes, under a negotiated volume. ``basic`` is the small
-# self-serve level of 25 rules of 512 characters and 10,000 posts a month.
+# and a backfill of up to 5 minutes, under a negotiated volume. ``basic`` stands for
+# the small levels of 25 rules of 512 characters (2021-22's Elevated): X has no
+# filtered stream at a level that small today and no cap is known for it, so none
+# is metered (the local stack's simulator plays it, and must not alert on a cap).
 ACCESS_LEVELS = {
-    "basic": AccessLevel(rule_max_length=512, rules_per_app=25, monthly_post_cap=10_000),
+    "basic": AccessLevel(rule_max_length=512, rules_per_app=25),
     "pay-per-use": AccessLevel(rule_max_length=1024, rules_per_app=1000,
                                monthly_post_cap=2_000_000),
     "pro": AccessLevel(rule_max_length=1024, rules_per_app=1000, monthly_post_cap=1_000_000),
     "enterprise": AccessLevel(rule_max_length=2048, rules_per_app=25000, stream_connections=2,
                               backfill_max_minutes=5),
 }
-# The level a plan (and the local X API simulator) assumes when none is given.
-DEFAULT_ACCESS_LEVEL = "pro"
+# The level a plan (and the local X API simulator) assumes when none is given:
+# today's default self-serve plan.
+DEFAULT_ACCESS_LEVEL = "pay-per-use"
 # The longest rule value any access level accepts: the producer's config takes
 # rules up to this, and the API refuses what is too long for the app's own level.
 RULE_VALUE_MAX_LENGTH = max(level.rule_max_length for level in ACCESS_LEVELS.values())
