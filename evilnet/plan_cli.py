@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from evilnet.cities import PlanInputError, split_list
+from evilnet.cities import PlanInputError, split_cities, split_list
 from evilnet.planner import (
     PlanError,
     describe_diff,
@@ -75,7 +75,7 @@ def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, role
         settings = Inventory.load(inventory, roles=roles).planner_settings()
         if redundancy is not None:
             settings.redundancy = redundancy
-        the_plan = make_plan(split_list(cities), split_list(topics), settings)
+        the_plan = make_plan(split_cities(cities), split_list(topics), settings)
     except (PlanInputError, PlanError, InventoryError) as error:
         _fail(error)
     document = the_plan.to_json()

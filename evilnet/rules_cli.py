@@ -22,7 +22,7 @@ import requests
 import tweepy
 from pydantic import SecretStr
 
-from evilnet.cities import PlanInputError, split_list
+from evilnet.cities import PlanInputError, split_cities, split_list
 from evilnet.planner import PlanError, make_plan
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.producer.config import ConfigError, Rule, read_secret_file
@@ -66,7 +66,7 @@ def validate(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path,
     """Dry-run the planned rules of every shard at the plan's X API (changes nothing)."""
     try:
         settings = Inventory.load(inventory, roles=roles).planner_settings()
-        document = make_plan(split_list(cities), split_list(topics), settings).to_json()
+        document = make_plan(split_cities(cities), split_list(topics), settings).to_json()
     except (PlanInputError, PlanError, InventoryError) as error:
         click.echo(f"evilnet stream-rules validate: {error}", err=True)
         sys.exit(EXIT_REFUSED)

@@ -15,7 +15,8 @@ from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL
+from evilnet.cities import PlanInputError, canonical_cities, check_tags, normalize_topics
+from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL, RuleTag, TagError
 from evilnet.producer.config import ConfigError, load_config, read_secret_file
 from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
 from evilnet.producer.logs import configure as configure_logs
@@ -78,6 +79,11 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
     in Kafka, each once.
     """
     configure_logs(log_level)
+    try:
+        check_tags(_file_tags(file, skip))
+    except PlanInputError as error:
+        click.echo(f"evilnet replay: {file}: {' '.join(str(error).split())}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -114,7 +120,31 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
             click.echo(f"evilnet replay: Kafka: {error!r}", err=True)
             sys.exit(1)
     click.echo(summary.to_json())
+    if summary.lines_read and not summary.records:
+        click.echo(f"evilnet replay: {file}: no line was a post (every line a notice, "
+                   "dead letter or blank)", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
     sys.exit(1 if summary.unacknowledged else 0)
+
+
+def _file_tags(file: Path, skip: int) -> set[tuple[str, str]]:
+    """The (city, topic) of every parseable rule tag of FILE's lines after ``skip``."""
+    tags: set[tuple[str, str]] = set()
+    with file.open("rb") as lines:
+        for number, line in enumerate(lines):
+            if number < skip or not line.strip():
+                continue
+            try:
+                rules = json.loads(line).get("matching_rules") or []
+            except (ValueError, AttributeError):
+                continue  # not a post: the replay routes it to the dead letters
+            for rule in rules if isinstance(rules, list) else []:
+                try:
+                    tag = RuleTag.parse(rule.get("tag", "") if isinstance(rule, dict) else "")
+                except TagError:
+                    continue
+                tags.add((tag.city, tag.topic))
+    return tags
 
 
 @click.command("simulate-x-api")
@@ -165,7 +195,8 @@ def simulate_x_api(host: str, port: int, token_envs: tuple[str, ...],
 
 @click.command()
 @click.option("--cities", multiple=True, required=True,
-              help="Comma-separated city names (repeatable), e.g. \"Montréal,St. John's\".")
+              help="Comma-separated city names (repeatable), resolved like the planner's "
+                   "CITIES, e.g. \"Montréal,St. John's\" or \"Hamilton, ON, Toronto\".")
 @click.option("--topics", multiple=True, required=True,
               help="Comma-separated topics (repeatable).")
 @click.option("--posts", required=True, type=click.IntRange(min=0))
@@ -180,9 +211,10 @@ def synth(cities: tuple[str, ...], topics: tuple[str, ...], posts: int, seed: in
           rate: float, start: datetime, output) -> None:
     """Write synthetic filtered-stream JSON lines, the same for the same arguments."""
     try:
-        rules = synthetic_rules(_split(cities), _split(topics))
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        rules = synthetic_rules(canonical_cities(cities), normalize_topics(_split(topics)))
+    except ValueError as error:  # PlanInputError names CITIES or TOPICS
+        raise click.BadParameter(" ".join(str(error).split()), param_hint="--cities/--topics"
+                                 ) from None
     if start.tzinfo is None:
         raise click.BadParameter("--start needs a time zone (e.g. ...Z or +00:00)")
     with Progress(console=console, transient=True) as bar:

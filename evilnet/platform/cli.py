@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -13,7 +14,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
-from evilnet.contracts import TWEETS_TOPIC
+from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.planner import PlanError, read_plan
 from evilnet.platform import health as checks
 from evilnet.platform.fidelity import FORMATS
@@ -22,7 +23,13 @@ from evilnet.platform.fidelity import render as render_fidelity
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.platform.staging import StagingError, default_cache_dir
 from evilnet.platform.staging import stage as stage_artifacts
-from evilnet.platform.topics import TopicError, ensure_topics, pipeline_topics
+from evilnet.platform.topics import (
+    TopicError,
+    describe_topics,
+    ensure_topics,
+    list_topics,
+    pipeline_topics,
+)
 from evilnet.schema import KEYSPACE
 from evilnet.waiting import poll_until
 
@@ -254,6 +261,66 @@ def topics_ensure(bootstrap: str, replication_factor: int, min_insync_replicas: 
         click.echo(f"changed: {change}")
     if not changes:
         click.echo("unchanged")
+
+
+@topics.command("list")
+@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
+def topics_list(bootstrap: str) -> None:
+    """The cluster's topics, one per line (read-only)."""
+    for name in list_topics(bootstrap.split(",")):
+        click.echo(name)
+
+
+@topics.command("describe")
+@click.argument("names", metavar="[TOPIC]...", nargs=-1)
+@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
+@click.option("--hosts", required=True, help="Cassandra contact points, host[,host…].")
+@click.option("--port", type=int, default=9042, show_default=True, help="Cassandra's CQL port.")
+@click.option("--keyspace", default=KEYSPACE, show_default=True)
+@click.option("--job", default="stream-job", show_default=True,
+              help="The stream job whose consumer lag to show (its job_progress rows).")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def topics_describe(names: tuple[str, ...], bootstrap: str, hosts: str, port: int,
+                    keyspace: str, job: str, output: str) -> None:
+    """Partitions, replicas, ISR, retention and the job's lag per partition (read-only).
+
+    The lag is the partition's log end offset minus the offset the job's slowest
+    query has consumed up to (its last micro-batch); ``-`` where the job reads
+    another topic or has recorded nothing. [default TOPIC: every pipeline topic]
+    """
+    from evilnet.spark.store import CassandraStore, connect
+
+    cluster, session = connect(hosts.split(","), port)
+    try:
+        progress = CassandraStore(session, keyspace).progress(job)
+    finally:
+        cluster.shutdown()
+    job_offsets: dict[str, dict[int, int]] = {}
+    if progress:
+        job_topic = json.loads(next(iter(progress.values())).config).get("topic")
+        per_query = [dict(row.end_offsets or {}) for row in progress.values()]
+        job_offsets[job_topic] = {p: min(o.get(p, 0) for o in per_query)
+                                  for p in set().union(*per_query)}
+    try:
+        states = describe_topics(bootstrap.split(","),
+                                 list(names) or [TWEETS_TOPIC, DEAD_LETTER_TOPIC], job_offsets)
+    except TopicError as error:
+        raise click.ClickException(str(error)) from error
+    if output == "json":
+        click.echo(json.dumps([state.to_json() for state in states]))
+        return
+    for state in states:
+        table = Table(title=f"{state.name}: retention.ms {state.retention_ms}, "
+                            f"min.insync.replicas {state.min_insync_replicas}, "
+                            f"{state.under_replicated} under-replicated", title_justify="left")
+        for column in ("partition", "leader", "replicas", "isr", "log end", f"lag ({job})"):
+            table.add_column(column, justify="right")
+        for p in state.partitions:
+            table.add_row(str(p.partition), str(p.leader), ",".join(map(str, p.replicas)),
+                          ",".join(map(str, p.isr)), str(p.log_end_offset),
+                          "-" if p.job_lag is None else str(p.job_lag))
+        Console().print(table)
 
 
 def _moment(value: str) -> datetime:

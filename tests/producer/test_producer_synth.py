@@ -38,12 +38,35 @@ def test_synth_is_deterministic_for_a_seed_and_differs_across_seeds() -> None:
     assert len(first.stdout.splitlines()) == 500
 
 
-def test_synth_refuses_a_city_the_tag_format_cannot_carry() -> None:
+def test_synth_refuses_a_city_the_catalog_does_not_know_with_suggestions() -> None:
     result = CliRunner().invoke(main, ["synth", "--cities", "Mont=réal", "--topics", "x",
                                        "--posts", "1"])
 
-    assert result.exit_code != 0
-    assert "invalid city name" in result.output
+    assert result.exit_code == 2
+    assert "unknown city 'Mont=réal'" in result.output and "Montréal (QC)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_synth_resolves_cities_as_the_planner_does() -> None:
+    result = CliRunner().invoke(main, ["synth", "--cities", "Hamilton, ON, toronto",
+                                       "--cities", "St Johns", "--topics", "Hockey",
+                                       "--posts", "200", "--seed", "1"])
+
+    assert result.exit_code == 0, result.output
+    tags = {rule["tag"] for line in result.stdout.splitlines()
+            for rule in json.loads(line)["matching_rules"]}
+    assert {tag.split(";")[0] for tag in tags} == {"city=Hamilton", "city=Toronto",
+                                                   "city=St. John's"}
+    assert {tag.split(";")[1] for tag in tags} == {"topic=hockey"}
+
+
+def test_synth_ids_of_two_seeds_never_meet() -> None:
+    rules = synthetic_rules(["Laval"], ["snow"])
+    ids = [{post["data"]["id"] for post in synthesize(rules, posts=3000, seed=seed)}
+           for seed in (1, 2)]
+
+    assert len(ids[0]) == len(ids[1]) == 3000
+    assert not ids[0] & ids[1]
 
 
 def _routed(payloads):
