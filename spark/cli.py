@@ -239,7 +239,8 @@ def check(file: Path, bootstrap_servers: str, topic: str, job: str, shift_to: st
 
     Exit status 0 if every window row (per city, per city and topic, per city and
     hour) equals the plain-Python reference, 1 if not (the differing rows are
-    printed), 2 if the check could not finish (no job, timeout).
+    printed), 2 if the check could not finish (no job, timeout, no valid post).
+    Windows that other posts (live producers) also reach are left out ("skipped").
     """
     from evilnet.spark.check import CheckError, run_check
 
