@@ -27,6 +27,9 @@ from evilnet.platform.staging import default_cache_dir
 from evilnet.schema import Statements
 
 REFRESH_SECONDS = 60
+# A series with at most this many values is drawn with a point at each.
+POINTS_SHOWN = 120
+DATASET = "points"
 # Vega-Lite formats for Grafana's units.
 UNIT_FORMATS = {"short": ",~f", "reqps": ",.3~f", "percentunit": ".0%", "s": ",.3~s",
                 "bytes": ".3~s"}
@@ -100,13 +103,15 @@ def _key(board: Dashboard, title: str) -> str:
 
 def trend_chart(panel: Panel, points: list[data.Point], series_title: str,
                 span: data.TimeRange) -> dict:
-    values = [{"series": p.series, "time": p.time.isoformat(), "value": p.value}
+    # Epoch milliseconds: compact in the page, and what Vega keeps times as.
+    values = [{"series": p.series, "time": int(p.time.timestamp() * 1000), "value": p.value}
               for p in points]
+    per_series = len(values) / len({p.series for p in points})
     unit = UNIT_FORMATS.get(panel.unit, ",~f")
     value_title = (panel.metric and TITLES[panel.metric]) or UNIT_TITLES.get(
         panel.unit, "value")
     # The whole range, as Grafana's x axis, however far the data reach.
-    domain = [span.start.isoformat(), span.end.isoformat()]
+    domain = [int(span.start.timestamp() * 1000), int(span.end.timestamp() * 1000)]
     x = alt.X("time:T", title="UTC", scale=alt.Scale(type="utc", domain=domain),
               axis=alt.Axis(format="%H:%M", labelOverlap=True))
     y = alt.Y("value:Q", title=value_title, axis=alt.Axis(format=unit),
@@ -114,9 +119,11 @@ def trend_chart(panel: Panel, points: list[data.Point], series_title: str,
                                               if panel.maximum is not None else {})))
     color = alt.Color("series:N", title=series_title, sort="ascending",
                       legend=alt.Legend(orient="bottom", columns=4, labelLimit=240))
-    # A point at each window (few per series); Prometheus' series are dense lines.
-    chart = (alt.Chart(alt.Data(values=values))
-             .mark_line(point=panel.datasource == "cassandra", strokeWidth=2)
+    # The data go in as a named dataset after validation (altair would check every
+    # value against the schema: seconds for a day of windows).
+    chart = (alt.Chart(alt.NamedData(name=DATASET))
+             # A point at each value where they are few (Grafana's showPoints "auto").
+             .mark_line(point=per_series <= POINTS_SHOWN, strokeWidth=2)
              .encode(x=x, y=y, color=color,
                      tooltip=[alt.Tooltip("series:N", title=series_title),
                               alt.Tooltip("time:T", title="UTC", format="%Y-%m-%d %H:%M",
@@ -128,7 +135,9 @@ def trend_chart(panel: Panel, points: list[data.Point], series_title: str,
             color="red", strokeDash=[4, 4]).encode(y="alert:Q")
         chart = alt.layer(chart, rule).properties(width="container",
                                                   height=panel.height * 22)
-    return chart.to_dict()
+    spec = chart.to_dict()
+    spec["datasets"] = {DATASET: values}
+    return spec
 
 
 def bars_chart(values: list[tuple[str, float | None]]) -> dict:
