@@ -177,7 +177,7 @@ def _view(queries: _Queries, board: Dashboard, panel: Panel, title: str,
         elif panel.kind == "leaderboard":
             view.table = data.leaderboard(sources.session, panel, span)
         elif sources.prometheus_url is None:
-            view.error = "no Prometheus in the inventory"
+            view.error = "no Prometheus: none in the inventory, or --prometheus ''"
         elif panel.kind == "stat":
             view.stat = data.latest(data.prometheus(sources.prometheus_url, panel, span))
         else:

@@ -4,11 +4,13 @@ and Prometheus, with the monitoring fixture's keyspace, seen in headless Chromiu
 (their accessible labels, which Vega writes from what the point shows), the tables.
 
 The expected values are the hand-worked ones of test_dashboard_queries.py: the page
-runs the same statements as the Grafana panels, and a test here fails when it does not.
+runs the same statements as the Grafana panels, and a test here fails when it does not
+(on the stack, as served; and without it, the definitions against the provisioned JSON).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -21,16 +23,15 @@ from urllib.request import urlopen
 
 import pytest
 from monitoring_fixture import LEADER_END, RANGE_FROM, RANGE_TO
-from monitoring_helpers import BIN
+from monitoring_helpers import BIN, REPO_ROOT
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from test_dashboard_queries import ALL_CITIES, CHOSEN, EXPECTED_CHOSEN, EXPECTED_TOP
 
+from evilnet.dashboards.panels import dashboards
 from evilnet.waiting import wait_for
-
-pytestmark = pytest.mark.stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -122,6 +123,7 @@ def clock(iso_minute: str) -> str:
     return iso_minute[-5:]
 
 
+@pytest.mark.stack
 def test_two_chosen_cities_show_their_fixture_windows(browser, page_url: str,
                                                       tmp_path: Path) -> None:
     browser.get(page_url)
@@ -145,6 +147,7 @@ def test_two_chosen_cities_show_their_fixture_windows(browser, page_url: str,
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
 
 
+@pytest.mark.stack
 def test_top_five_tables_list_the_fixtures_leaders_in_order(browser, page_url: str,
                                                             tmp_path: Path) -> None:
     # The panels read the hour that ended 2 whole minutes before the end of the range.
@@ -168,6 +171,7 @@ def grafana_panels(dashboard: dict) -> list[tuple[str, list[str]]]:
     return found
 
 
+@pytest.mark.stack
 def test_every_panel_runs_its_grafana_panels_statement(browser, page_url: str,
                                                        dashboard_data) -> None:
     # A chosen topic opens the repeated topic row, so that every panel is on the page.
@@ -183,6 +187,7 @@ def test_every_panel_runs_its_grafana_panels_statement(browser, page_url: str,
         assert shown == grafana_panels(board), board["title"]
 
 
+@pytest.mark.stack
 def test_render_writes_a_page_that_draws_offline_and_a_png_per_panel(
         browser, dashboard_data, cassandra_host: str, prometheus_url: str,
         tmp_path: Path) -> None:
@@ -204,3 +209,14 @@ def test_render_writes_a_page_that_draws_offline_and_a_png_per_panel(
         city: {(clock(start), value) for start, value in windows}
         for city, windows in EXPECTED_CHOSEN["tweets"].items()}
     assert not browser.find_elements(By.ID, "choices")  # a report: no form to submit
+
+
+def test_the_page_panels_are_the_provisioned_dashboards() -> None:
+    """What the page draws (evilnet.dashboards.panels) is, title for title and query
+    for query, what Grafana is provisioned with (the checked-in JSON)."""
+    for board in dashboards():
+        provisioned = json.loads((REPO_ROOT / "grafana" / "dashboards" / board.file)
+                                 .read_text("utf-8"))
+        assert provisioned["uid"] == board.uid and provisioned["title"] == board.title
+        assert [(panel.title, [query.text for query in panel.queries])
+                for panel in board.all_panels()] == grafana_panels(provisioned), board.file
