@@ -220,12 +220,17 @@ def run_replay(
     rate: float | None = None,
     skip: int = 0,
     progress: Callable[[ReplaySummary], None] | None = None,
+    producer: str | None = None,
 ) -> tuple[ReplaySummary, ProducerMetrics]:
-    """Replay a file of stream lines into the sink, stopping cleanly on SIGTERM."""
+    """Replay a file of stream lines into the sink, stopping cleanly on SIGTERM.
+
+    ``producer`` stamps the records as that producer copy's deliveries (a check of
+    redundant copies replays a file once per copy); by default a replay names none.
+    """
     metrics = ProducerMetrics(shard)
     sink = sink_factory(metrics)
-    pipeline = Pipeline(Router(max_payload_bytes, source="replay"), sink, metrics,
-                        tweets_topic, dead_letter_topic)
+    pipeline = Pipeline(Router(max_payload_bytes, source="replay", producer=producer), sink,
+                        metrics, tweets_topic, dead_letter_topic)
     signals = _Signals(reload=False)
     started = time.monotonic()
     try:
