@@ -41,14 +41,14 @@ stage: prerequisites venv  ## Resolve, verify and cache the pinned artifacts
 
 up: stage  ## Bring the whole pipeline up on this machine and show its health
 	$(PLAYBOOK) ansible/site.yml
-	$(BIN)/evilnet status --inventory $(INVENTORY)
+	$(BIN)/evilnet -i $(INVENTORY) status
 	@echo "Dashboards: $(BIN)/evilnet dashboards serve -i $(INVENTORY) → http://127.0.0.1:8050"
 
 down: venv  ## Stop every service (data stays)
 	$(PLAYBOOK) ansible/playbooks/down.yml
 
 status: venv  ## Health of every service
-	$(BIN)/evilnet status --inventory $(INVENTORY)
+	$(BIN)/evilnet -i $(INVENTORY) status
 
 lint: venv  ## ruff and ansible-lint (production profile)
 	$(BIN)/ruff check .

@@ -551,7 +551,7 @@ def main() -> None:
             "trigger_seconds": args.trigger_seconds, "step_seconds": args.step_seconds,
             "warmup_seconds": args.warmup_seconds, "rates": args.rates,
             "cities": args.cities, "topics_per_city": len(TOPICS)}
-    result = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--hosts", args.cassandra,
+    result = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--cassandra", args.cassandra,
                              "--keyspace", args.keyspace], capture_output=True, text=True,
                             check=False)
     if result.returncode != 0:

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from evilnet.cities import PlanInputError, split_cities, split_list
+from evilnet.locations import LocationError, Stack, inventory_options
 from evilnet.planner import (
     PlanError,
     describe_diff,
@@ -30,12 +31,7 @@ from evilnet.planner import (
     render_plan,
     write_plan,
 )
-from evilnet.platform.inventory import (
-    DEFAULT_ROLES,
-    Inventory,
-    InventoryError,
-    deployed_shards,
-)
+from evilnet.platform.inventory import Inventory, InventoryError, deployed_shards
 
 EXIT_BAD_INPUT = 2
 
@@ -50,12 +46,7 @@ def _fail(error: Exception) -> None:
               help="Cities, comma-separated or one per line (repeatable).")
 @click.option("--topics", multiple=True, required=True,
               help="Topics (keywords or phrases), comma-separated or one per line.")
-@click.option("--inventory", required=True,
-              type=click.Path(exists=True, path_type=Path), help="inventories/<env>")
-@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_ROLES, show_default=True,
-              help="The Ansible roles whose defaults fill in what the inventory does not set "
-                   "(relative to the current directory: run from the repository root).")
+@inventory_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write plan.json (and the rendered shards) here.")
 @click.option("--check", is_flag=True, help="Validate and plan, write nothing.")
@@ -67,18 +58,23 @@ def _fail(error: Exception) -> None:
 @click.option("--redundancy", type=int, default=None,
               help="Producer copies per shard, each on its own host (default: the "
                    "inventory's planner_redundancy, else 1; 2 needs the enterprise level).")
-def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, roles: Path,
-         out: Path | None, check: bool, no_render: bool, show_diff: bool,
-         deployed: Path | None, redundancy: int | None) -> None:
-    """Plan CITIES x TOPICS into X API rules, shards and producer hosts."""
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="json: the plan, where it was written, and the diff.")
+def plan(cities: tuple[str, ...], topics: tuple[str, ...], out: Path | None, check: bool,
+         no_render: bool, show_diff: bool, deployed: Path | None, redundancy: int | None,
+         output: str) -> None:
+    """Plan CITIES x TOPICS into X API rules, shards and producer hosts (of `evilnet -i`)."""
     try:
-        settings = Inventory.load(inventory, roles=roles).planner_settings()
+        inventory = Inventory.of(click.get_current_context().find_object(Stack))
+        settings = inventory.planner_settings()
         if redundancy is not None:
             settings.redundancy = redundancy
         the_plan = make_plan(split_cities(cities), split_list(topics), settings)
-    except (PlanInputError, PlanError, InventoryError) as error:
+    except (PlanInputError, PlanError, InventoryError, LocationError) as error:
         _fail(error)
     document = the_plan.to_json()
+    # What runs now is read first: a diff that cannot be made writes nothing.
+    current = _deployed(deployed, inventory.path) if show_diff and not check else None
     shards = [s for s in document["shards"] if s["copy"] == 1]  # copies share the rules
     copies = f", {settings.redundancy} producers each" if settings.redundancy > 1 else ""
     summary = (f"{len(the_plan.cities)} cities x {len(the_plan.topics)} topics = "
@@ -86,11 +82,16 @@ def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, role
                f"{len(shards)} shard(s){copies} ({settings.access_level}: "
                f"{settings.limits.rules_per_app} rules per app, "
                f"{settings.limits.rule_max_length} characters per rule)")
-    click.echo(summary)
-    for shard in document["shards"]:
-        copy = f" (copy {shard['copy']})" if settings.redundancy > 1 else ""
-        click.echo(f"  {shard['name']}{copy} on {shard['host']}: {', '.join(shard['cities'])}")
+    if output == "table":
+        click.echo(summary)
+        for shard in document["shards"]:
+            copy = f" (copy {shard['copy']})" if settings.redundancy > 1 else ""
+            click.echo(f"  {shard['name']}{copy} on {shard['host']}: "
+                       f"{', '.join(shard['cities'])}")
+    report = {"summary": summary, "plan": document, "written": None, "diff": None}
     if check:
+        if output == "json":
+            click.echo(json.dumps(report, ensure_ascii=False))
         return
     if out is not None:
         write_plan(the_plan, out)
@@ -99,18 +100,45 @@ def plan(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path, role
                 render_plan(out)
             except PlanError as error:
                 _fail(error)
-        click.echo(f"wrote {out}")
-    if show_diff:
-        try:
-            current = (json.loads(deployed.read_text(encoding="utf-8"))["shards"] if deployed
-                       else deployed_shards(inventory))
-        except InventoryError as error:
-            _fail(error)
+        report["written"] = str(out)
+        if output == "table":
+            click.echo(f"wrote {out}")
+    if current is not None:
         changes = diff_plans(current, document["shards"])
-        click.echo(describe_diff(changes))
+        report["diff"] = changes
+        if output == "table":
+            click.echo(describe_diff(changes))
         if out is not None:
             (out / "diff.json").write_text(json.dumps(changes, ensure_ascii=False, indent=2)
                                            + "\n", encoding="utf-8")
+    if output == "json":
+        click.echo(json.dumps(report, ensure_ascii=False))
+
+
+def _deployed(path: Path | None, inventory: Path) -> list[dict]:
+    """The shards that run now: a deployed.json's, or what the producer hosts say."""
+    if path is None:
+        try:
+            return deployed_shards(inventory)
+        except InventoryError as error:
+            _fail(error)
+    try:
+        shards = json.loads(path.read_text(encoding="utf-8"))["shards"]
+        if not isinstance(shards, list) or not all(
+                isinstance(shard, dict) and {"name", "host", "cities", "rules"} <= shard.keys()
+                and all(isinstance(r, dict) and {"tag", "value"} <= r.keys()
+                        for r in shard["rules"])
+                for shard in shards):
+            raise ValueError("a shard lacks its name, host, cities or rules (tag, value)")
+    except UnicodeDecodeError:
+        _fail(f"not a deployed.json: not UTF-8 text ({path})")
+    except json.JSONDecodeError as error:
+        _fail(f"not a deployed.json: not JSON, {error.msg} at line {error.lineno} ({path})")
+    except (KeyError, TypeError):
+        _fail(f"not a deployed.json: no \"shards\" list ({path})")
+    except ValueError as error:
+        _fail(f"not a deployed.json: {error} ({path})")
+    return shards
 
 
 @click.command()

@@ -23,8 +23,9 @@ import tweepy
 from pydantic import SecretStr
 
 from evilnet.cities import PlanInputError, split_cities, split_list
+from evilnet.locations import LocationError, Stack, inventory_options
 from evilnet.planner import PlanError, make_plan
-from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
+from evilnet.platform.inventory import Inventory, InventoryError
 from evilnet.producer.config import ConfigError, Rule, read_secret_file
 from evilnet.producer.xapi import rules_client, validate_rules
 
@@ -56,18 +57,15 @@ def stream_rules() -> None:
               help="Cities, comma-separated or one per line (repeatable).")
 @click.option("--topics", multiple=True, required=True,
               help="Topics (keywords or phrases), comma-separated or one per line.")
-@click.option("--inventory", required=True,
-              type=click.Path(exists=True, path_type=Path), help="inventories/<env>")
-@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_ROLES, show_default=True,
-              help="The Ansible roles whose defaults fill in what the inventory does not set.")
-def validate(cities: tuple[str, ...], topics: tuple[str, ...], inventory: Path,
-             roles: Path) -> None:
+@inventory_options
+def validate(cities: tuple[str, ...], topics: tuple[str, ...]) -> None:
     """Dry-run the planned rules of every shard at the plan's X API (changes nothing)."""
     try:
-        settings = Inventory.load(inventory, roles=roles).planner_settings()
+        loaded = Inventory.of(click.get_current_context().find_object(Stack))
+        inventory = loaded.path
+        settings = loaded.planner_settings()
         document = make_plan(split_cities(cities), split_list(topics), settings).to_json()
-    except (PlanInputError, PlanError, InventoryError) as error:
+    except (PlanInputError, PlanError, InventoryError, LocationError) as error:
         click.echo(f"evilnet stream-rules validate: {error}", err=True)
         sys.exit(EXIT_REFUSED)
     refused = 0

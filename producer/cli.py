@@ -17,6 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from evilnet.cities import PlanInputError, canonical_cities, check_tags, normalize_topics
 from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL, RuleTag, TagError
+from evilnet.locations import Endpoint, Endpoints, location
 from evilnet.producer.config import ConfigError, load_config, read_secret_file
 from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
 from evilnet.producer.logs import configure as configure_logs
@@ -66,13 +67,14 @@ def produce(config_path: Path, log_level: str) -> None:
 @click.option("--config", "config_path", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Take brokers, topics and limits from a producer config.")
-@click.option("--bootstrap-servers", envvar="EVILNET_KAFKA_BOOTSTRAP",
-              help="host:port,... of Kafka (without --config) [env: EVILNET_KAFKA_BOOTSTRAP].")
+@click.option("--bootstrap-servers", type=Endpoints(), envvar="EVILNET_BOOTSTRAP_SERVERS",
+              show_envvar=True,
+              help="Kafka brokers (without --config) [default: the inventory's].")
 @click.option("--skip", type=click.IntRange(min=0), default=0,
               help="Skip this many lines first (resume: the last run printed lines_read).")
 @_log_level
 def replay(file: Path, rate: float | None, config_path: Path | None,
-           bootstrap_servers: str | None, skip: int, log_level: str) -> None:
+           bootstrap_servers: tuple[Endpoint, ...] | None, skip: int, log_level: str) -> None:
     """Replay X API filtered-stream JSON lines from FILE into Kafka.
 
     Prints a JSON summary on stdout; after SIGTERM, its lines_read lines are all
@@ -96,14 +98,14 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
 
         def sink_factory(metrics):
             return kafka_sink(config, metrics)
-    elif bootstrap_servers:
-        servers = _split((bootstrap_servers,))
+    else:
+        # Read only now: with --config, the inventory is not needed (nor read).
+        servers = [str(server) for server in
+                   bootstrap_servers or location("bootstrap_servers", "--bootstrap-servers")]
         options = {}
 
         def sink_factory(metrics):
             return KafkaSink(KafkaSettings(servers, client_id="evilnet-replay"), metrics)
-    else:
-        raise click.UsageError("give --config or --bootstrap-servers (or EVILNET_KAFKA_BOOTSTRAP)")
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -113,12 +115,9 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
             if summary.lines_read % 1000 == 0:
                 bar.update(task, description=f"replaying {file.name}: {summary.lines_read} lines")
 
-        try:
-            summary, _ = run_replay(file, sink_factory=sink_factory, rate=rate, skip=skip,
-                                    progress=progress, **options)
-        except KafkaError as error:
-            click.echo(f"evilnet replay: Kafka: {error!r}", err=True)
-            sys.exit(1)
+        # Kafka's errors end the command as exit 2, in one line (evilnet.cli).
+        summary, _ = run_replay(file, sink_factory=sink_factory, rate=rate, skip=skip,
+                                progress=progress, **options)
     click.echo(summary.to_json())
     if summary.lines_read and not summary.records:
         click.echo(f"evilnet replay: {file}: no line was a post (every line a notice, "

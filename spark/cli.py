@@ -16,6 +16,7 @@ from rich.table import Table
 
 from evilnet.cities import canonical_cities
 from evilnet.contracts import TWEETS_TOPIC
+from evilnet.locations import Endpoint, cassandra_option, kafka_option, keyspace_option, same_port
 from evilnet.schema import (
     KEYSPACE,
     METRICS,
@@ -26,11 +27,9 @@ from evilnet.schema import (
 
 console = Console(stderr=True)
 
-_hosts = click.option("--hosts", envvar="EVILNET_CASSANDRA_HOSTS", default="127.0.0.1",
-                      show_default=True, help="Cassandra contact points, comma-separated "
-                                              "[env: EVILNET_CASSANDRA_HOSTS].")
-_port = click.option("--port", default=9042, show_default=True, type=click.IntRange(1, 65535))
-_keyspace = click.option("--keyspace", default=KEYSPACE, show_default=True)
+# Where the tables are: the inventory's, unless given (evilnet.locations).
+_cassandra = cassandra_option()
+_keyspace = keyspace_option(fallback=KEYSPACE)
 
 
 def _moment(value: str) -> datetime:
@@ -50,11 +49,25 @@ class _Moment(click.ParamType):
             self.fail(f"not an ISO 8601 time: {value!r}", param, ctx)
 
 
+class _ShiftTo(_Moment):
+    """``auto`` (evilnet.spark.check.placement), ``now`` (the time of the run), ``none``
+    (no shift) or an ISO 8601 time."""
+
+    name = "auto|now|none|ISO-8601"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.lower() == "auto":
+            return "auto"
+        if isinstance(value, str) and value.lower() in ("now", "none"):
+            return datetime.now(UTC) if value.lower() == "now" else None
+        return super().convert(value, param, ctx)
+
+
 @contextmanager
-def _store(hosts: str, port: int, keyspace: str):
+def _store(cassandra: tuple[Endpoint, ...], keyspace: str):
     from evilnet.spark.store import CassandraStore, connect
 
-    cluster, session = connect([h.strip() for h in hosts.split(",") if h.strip()], port)
+    cluster, session = connect(*same_port(cassandra))
     try:
         yield CassandraStore(session, keyspace)
     finally:
@@ -73,14 +86,13 @@ def schema() -> None:
 
 
 @schema.command("apply")
-@_hosts
-@_port
+@_cassandra
 @_keyspace
 @click.option("--datacenter", default="dc1", show_default=True,
               help="Data center of the keyspace's NetworkTopologyStrategy (new keyspace only).")
 @click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(1),
               help="Replicas in that data center (new keyspace only).")
-def schema_apply(hosts: str, port: int, keyspace: str, datacenter: str,
+def schema_apply(cassandra: tuple[Endpoint, ...], keyspace: str, datacenter: str,
                  replication_factor: int) -> None:
     """Create the keyspace and apply the migrations not applied yet (idempotent).
 
@@ -88,7 +100,7 @@ def schema_apply(hosts: str, port: int, keyspace: str, datacenter: str,
     """
     from evilnet.schema import migrations
 
-    with _store(hosts, port, keyspace) as store:
+    with _store(cassandra, keyspace) as store:
         try:
             applied = apply_schema(store.session, keyspace, datacenter=datacenter,
                                    replication_factor=replication_factor)
@@ -102,10 +114,9 @@ def schema_apply(hosts: str, port: int, keyspace: str, datacenter: str,
 
 
 @schema.command("status")
-@_hosts
-@_port
+@_cassandra
 @_keyspace
-def schema_status(hosts: str, port: int, keyspace: str) -> None:
+def schema_status(cassandra: tuple[Endpoint, ...], keyspace: str) -> None:
     """Is the keyspace there, with every table and migration of evilnet/cql/? (read-only)
 
     Prints one JSON object; exit status 1 if anything is missing or pending
@@ -113,7 +124,7 @@ def schema_status(hosts: str, port: int, keyspace: str) -> None:
     """
     from evilnet.schema import schema_status as read_status
 
-    with _store(hosts, port, keyspace) as store:
+    with _store(cassandra, keyspace) as store:
         status = read_status(store.session, keyspace)
     click.echo(json.dumps(status))
     sys.exit(0 if status["up_to_date"] else 1)
@@ -134,15 +145,14 @@ def query() -> None:
 @click.option("--by", type=click.Choice(["city", "city,topic"]), default="city", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
-@_hosts
-@_port
+@_cassandra
 @_keyspace
 def query_windows(start: datetime, end: datetime, cities: tuple[str, ...], by: str, fmt: str,
-                  hosts: str, port: int, keyspace: str) -> None:
+                  cassandra: tuple[Endpoint, ...], keyspace: str) -> None:
     """One row per city (and topic) and window starting in [--from, --to)."""
     if end <= start:
         raise click.BadParameter("--to must be after --from", param_hint="--to")
-    with _store(hosts, port, keyspace) as store:
+    with _store(cassandra, keyspace) as store:
         chosen = canonical_cities(cities) if cities else store.cities()
         rows = store.read_windows(chosen, start, end, by_topic=by == "city,topic")
     records = [{"city": r.city, "topic": r.topic or "", "window_start": _iso(r.window_start),
@@ -158,11 +168,10 @@ def query_windows(start: datetime, end: datetime, cities: tuple[str, ...], by: s
               help="The hour ending at this minute [default: the latest with data, from now].")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
-@_hosts
-@_port
+@_cassandra
 @_keyspace
-def query_top(metric: str, limit: int, at: datetime | None, fmt: str, hosts: str, port: int,
-              keyspace: str) -> None:
+def query_top(metric: str, limit: int, at: datetime | None, fmt: str,
+              cassandra: tuple[Endpoint, ...], keyspace: str) -> None:
     """The top cities by METRIC over the last 60 minutes, in order.
 
     Reads the leaderboard of the hour ending at the minute of --at; without --at,
@@ -171,7 +180,7 @@ def query_top(metric: str, limit: int, at: datetime | None, fmt: str, hosts: str
     """
     now = (at or datetime.now(UTC)).replace(second=0, microsecond=0)
     candidates = [now] if at else [now - timedelta(minutes=n) for n in range(6)]
-    with _store(hosts, port, keyspace) as store:
+    with _store(cassandra, keyspace) as store:
         for window_end in candidates:
             leaders = store.top_cities(metric, window_end, limit)
             if leaders:
@@ -184,12 +193,11 @@ def query_top(metric: str, limit: int, at: datetime | None, fmt: str, hosts: str
 
 @query.command("progress")
 @click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
-@_hosts
-@_port
+@_cassandra
 @_keyspace
-def query_progress(job: str, hosts: str, port: int, keyspace: str) -> None:
+def query_progress(job: str, cassandra: tuple[Endpoint, ...], keyspace: str) -> None:
     """The job's last micro-batch per query, as JSON (its health: `evilnet health stream-job`)."""
-    with _store(hosts, port, keyspace) as store:
+    with _store(cassandra, keyspace) as store:
         rows = store.progress(job)
     records = [{"query": q, "batch_id": r.batch_id, "input_rows": r.input_rows,
                 "bad_records": r.bad_records, "late_rows": r.late_rows,
@@ -207,34 +215,61 @@ def _print(records: list[dict], columns: list[str], fmt: str, title: str) -> Non
         writer.writeheader()
         writer.writerows(records)
     else:
+        # Fits 80 columns: a window is one cell, its day in the title when all share
+        # it; a cell too wide for the terminal folds over lines, never cut.
+        shown, rows = columns, [[str(record[c]) for c in columns] for record in records]
+        if {"window_start", "window_end"} <= set(columns):
+            shown, rows, day = _one_window_column(columns, rows)
+            title = f"{title}, {day}" if day else title
         table = Table(title=title)
-        for column in columns:
-            table.add_column(column, justify="right" if column in METRICS else "left")
-        for record in records:
-            table.add_row(*(str(record[c]) for c in columns))
+        for column in shown:
+            table.add_column(column, justify="right" if column in METRICS else "left",
+                             overflow="fold")
+        for row in rows:
+            table.add_row(*row)
         Console().print(table)
+
+
+def _one_window_column(columns: list[str], rows: list[list[str]]
+                       ) -> tuple[list[str], list[list[str]], str | None]:
+    """window_start and window_end as one ``09:00-09:05`` column (UTC); the day they
+    share, or each row's own day when they differ."""
+    start, end = columns.index("window_start"), columns.index("window_end")
+    moments = [(datetime.fromisoformat(row[start]), datetime.fromisoformat(row[end]))
+               for row in rows]
+    days = {moment.date() for pair in moments for moment in pair}
+    shared = days.pop().isoformat() if len(days) == 1 else None
+    form = "%H:%M" if shared else "%m-%d %H:%M"
+    shown = [c for c in columns if c != "window_end"]
+    shown[start] = "window (UTC)"
+    out = []
+    for row, (first, last) in zip(rows, moments, strict=True):
+        cells = list(row)
+        cells[start] = f"{first.strftime(form)}-{last.strftime(form)}"
+        del cells[end]
+        out.append(cells)
+    return shown, out, shared
 
 
 # --- check --------------------------------------------------------------------------
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--bootstrap-servers", envvar="EVILNET_KAFKA_BOOTSTRAP", required=True,
-              help="host:port,... of Kafka [env: EVILNET_KAFKA_BOOTSTRAP].")
+@kafka_option()
 @click.option("--topic", default=TWEETS_TOPIC, show_default=True, help="The job's topic.")
 @click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
-@click.option("--shift-to", default="auto", show_default=True,
+@click.option("--shift-to", default="auto", show_default=True, type=_ShiftTo(),
               help="Move the posts in time so the first is at this ISO time, 'now', or "
                    "'none'; 'auto': the latest minutes the live producers no longer write to.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Replay at this many lines per second [default: as fast as possible].")
 @click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds to wait for the job to catch up.")
-@_hosts
-@_port
+@_cassandra
 @_keyspace
-def check(file: Path, bootstrap_servers: str, topic: str, job: str, shift_to: str,
-          rate: float | None, timeout: float, hosts: str, port: int, keyspace: str) -> None:
+def check(file: Path, bootstrap_servers: tuple[Endpoint, ...], topic: str, job: str,
+          shift_to: datetime | None, rate: float | None, timeout: float,
+          cassandra: tuple[Endpoint, ...], keyspace: str) -> None:
     """Replay FILE through the running pipeline and compare the job's tables with a reference.
 
     Exit status 0 if every window row (per city, per city and topic, per city and
@@ -244,14 +279,12 @@ def check(file: Path, bootstrap_servers: str, topic: str, job: str, shift_to: st
     """
     from evilnet.spark.check import CheckError, run_check
 
-    target = {"now": datetime.now(UTC), "none": None, "auto": "auto"}.get(shift_to.lower())
-    if shift_to.lower() not in ("now", "none", "auto"):
-        target = _moment(shift_to)
-    servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+    target = shift_to
+    servers = [str(server) for server in bootstrap_servers]
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total} records"), TimeElapsedColumn())
-    with _store(hosts, port, keyspace) as store, Progress(*columns, console=console,
-                                                          transient=True) as bar:
+    with _store(cassandra, keyspace) as store, Progress(*columns, console=console,
+                                                        transient=True) as bar:
         task = bar.add_task(f"job {job} consuming {file.name}", total=None)
         try:
             result = run_check(file, store=store, bootstrap_servers=servers, topic=topic,

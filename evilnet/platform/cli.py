@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -10,17 +11,31 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from click.core import ParameterSource
 from kafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
+from evilnet.locations import (
+    ZOOKEEPER_PORT,
+    Endpoint,
+    Endpoints,
+    Stack,
+    cassandra_option,
+    inventory_options,
+    kafka_option,
+    keyspace_option,
+    same_port,
+    spark_master_option,
+    zookeeper_option,
+)
 from evilnet.planner import PlanError, read_plan
 from evilnet.platform import health as checks
 from evilnet.platform.fidelity import FORMATS
 from evilnet.platform.fidelity import fidelity as fidelity_report
 from evilnet.platform.fidelity import render as render_fidelity
-from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
+from evilnet.platform.inventory import Inventory, InventoryError, deployed_shards
 from evilnet.platform.staging import StagingError, default_cache_dir
 from evilnet.platform.staging import stage as stage_artifacts
 from evilnet.platform.topics import (
@@ -30,7 +45,6 @@ from evilnet.platform.topics import (
     list_topics,
     pipeline_topics,
 )
-from evilnet.schema import KEYSPACE
 from evilnet.waiting import poll_until
 
 console = Console(stderr=True)
@@ -61,19 +75,33 @@ def stage(pins: Path, project: Path, cache: Path | None) -> None:
 
 @click.group()
 def health() -> None:
-    """Wait until one service is healthy (used by the roles after every restart)."""
+    """Wait until one service is healthy (used by the roles after every restart).
+
+    Exit status 0 healthy, 1 unhealthy (or unreachable), 2 could not check.
+    """
 
 
-def _report(result: checks.Health) -> None:
-    click.echo(result.detail)
-    if not result.ok:
+_format = click.option("--format", "output", type=click.Choice(["table", "json"]),
+                       default="table", show_default=True,
+                       help="json: one object per checked target, a list.")
+
+
+def _report(results: dict[str, checks.Health], output: str, *, labelled: bool = True) -> None:
+    """Print the results (one line each, or JSON); exit 1 if any is unhealthy."""
+    if output == "json":
+        click.echo(json.dumps([{"target": target, "ok": result.ok, "detail": result.detail}
+                               for target, result in results.items()], ensure_ascii=False))
+    else:
+        for target, result in results.items():
+            click.echo(f"{target}: {'ok' if result.ok else 'UNHEALTHY'}: {result.detail}"
+                       if labelled else result.detail)
+    if not all(result.ok for result in results.values()):
         sys.exit(1)
 
 
 def _fail(message: str) -> NoReturn:
     """Nothing could be checked: one line, exit 2 (exit 1 means unhealthy)."""
-    click.echo(f"evilnet health: {message}", err=True)
-    sys.exit(2)
+    raise click.ClickException(message)
 
 
 def _moment_option(value: str | datetime) -> datetime:
@@ -85,76 +113,93 @@ _wait = click.option("--wait", type=float, default=0, show_default=True,
 
 
 @health.command("zookeeper")
-@click.option("--node", "nodes", multiple=True, help="host:port, repeatable.")
-@click.option("--ensemble", "ensemble_nodes", multiple=True,
-              help="host:port of every ensemble member, repeatable. With --node: the node "
-                   "must serve once a quorum could; alone: one leader, the rest followers.")
+@click.option("--node", "nodes", type=Endpoints(ZOOKEEPER_PORT), multiple=True,
+              help="Check only this member, host[:port] (repeatable): it must serve once "
+                   "a quorum could. Without it: one leader, the rest followers.")
+@zookeeper_option()
 @_wait
-def health_zookeeper(nodes: tuple[str, ...], ensemble_nodes: tuple[str, ...], wait: float) -> None:
-    """ZooKeeper nodes serve requests, or the whole ensemble has one leader."""
-    ensemble = [_host_port(node) for node in ensemble_nodes]
-    if not nodes:
-        if not ensemble:
-            raise click.UsageError("give --node, --ensemble or both")
-        _report(checks.wait_until_healthy(lambda: checks.zookeeper_ensemble(ensemble), wait))
+@_format
+def health_zookeeper(nodes: tuple[tuple[Endpoint, ...], ...], zookeeper: tuple[Endpoint, ...],
+                     wait: float, output: str) -> None:
+    """ZooKeeper members serve requests, or the whole ensemble has one leader."""
+    ensemble = [(member.host, member.port) for member in zookeeper]
+    members = [member for group in nodes for member in group]
+    if not members:
+        _report({"ensemble": checks.wait_until_healthy(
+            lambda: checks.zookeeper_ensemble(ensemble), wait)}, output, labelled=False)
         return
-    for node in map(_host_port, nodes):
-        if ensemble:
-            check = partial(checks.zookeeper_node_in_ensemble, node, ensemble)
-        else:
-            check = partial(checks.zookeeper_node, *node)
-        _report(checks.wait_until_healthy(check, wait))
+    _report({str(member): checks.wait_until_healthy(
+        partial(checks.zookeeper_node_in_ensemble, (member.host, member.port), ensemble), wait)
+        for member in members}, output, labelled=False)
 
 
 @health.command("kafka")
-@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
+@kafka_option()
 @click.option("--broker-id", "broker_ids", type=int, multiple=True,
               help="A broker id that must be registered, repeatable.")
 @click.option("--topic", "topics", multiple=True,
               help="Only check these topics for under-replicated partitions.")
 @_wait
-def health_kafka(bootstrap: str, broker_ids: tuple[int, ...], topics: tuple[str, ...],
-                 wait: float) -> None:
+@_format
+def health_kafka(bootstrap_servers: tuple[Endpoint, ...], broker_ids: tuple[int, ...],
+                 topics: tuple[str, ...], wait: float, output: str) -> None:
     """Brokers registered and no under-replicated partitions."""
     expected = set(broker_ids) or None
-    _report(checks.wait_until_healthy(
-        lambda: checks.kafka_cluster(bootstrap, expected, list(topics) or None), wait))
+    bootstrap = ",".join(map(str, bootstrap_servers))
+    _report({bootstrap: checks.wait_until_healthy(
+        lambda: checks.kafka_cluster(bootstrap, expected, list(topics) or None), wait)},
+        output, labelled=False)
 
 
 @health.command("cassandra")
-@click.option("--node", "nodes", multiple=True, required=True, help="host[:port], repeatable.")
+@cassandra_option()
 @_wait
-def health_cassandra(nodes: tuple[str, ...], wait: float) -> None:
-    """The native port answers CQL."""
-    for node in nodes:
-        host, port = _host_port(node, default_port=9042)
-        _report(checks.wait_until_healthy(lambda h=host, p=port: checks.cassandra_node(h, p), wait))
+@_format
+def health_cassandra(cassandra: tuple[Endpoint, ...], wait: float, output: str) -> None:
+    """Each node's native port answers CQL."""
+    _report({str(node): checks.wait_until_healthy(
+        partial(checks.cassandra_node, node.host, node.port), wait) for node in cassandra},
+        output, labelled=False)
 
 
 @health.command("spark")
-@click.option("--master-ui", required=True, help="http://host:port of the master's web UI.")
-@click.option("--worker", "workers", multiple=True, help="A worker host that must be ALIVE.")
+@spark_master_option()
+@click.option("--worker", "workers", multiple=True,
+              help="A worker host that must be ALIVE [default: the inventory's workers, "
+                   "with the inventory's master].")
 @_wait
-def health_spark(master_ui: str, workers: tuple[str, ...], wait: float) -> None:
+@_format
+def health_spark(spark_master: str, workers: tuple[str, ...], wait: float, output: str) -> None:
     """The master is ALIVE and lists the workers ALIVE."""
-    _report(checks.wait_until_healthy(
-        lambda: checks.spark_cluster(master_ui, set(workers) or None), wait))
+    ctx = click.get_current_context()
+    if not workers and ctx.get_parameter_source("spark_master") == ParameterSource.DEFAULT:
+        workers = ctx.find_object(Stack).locations().spark_workers
+    _report({spark_master: checks.wait_until_healthy(
+        lambda: checks.spark_cluster(spark_master, set(workers) or None), wait)},
+        output, labelled=False)
 
 
 @health.command("producers")
-@click.option("--plan", "plan_path", required=True, type=click.Path(exists=True, path_type=Path),
-              help="The plan directory or file, or a host's deployed.json.")
+@click.option("--plan", "plan_path", type=click.Path(exists=True, path_type=Path),
+              envvar="EVILNET_PLAN", show_envvar=True,
+              help="The plan directory or file, or a host's deployed.json [default: what "
+                   "the inventory's producer hosts run].")
 @click.option("--host", default=None, help="Only the shards of this inventory host.")
 @click.option("--shard", "only_shards", multiple=True, help="Only these shards (repeatable).")
 @click.option("--min-posts", default=0, show_default=True,
               help="Also wait until each shard received this many posts.")
 @_wait
-def health_producers(plan_path: Path, host: str | None, only_shards: tuple[str, ...],
-                     min_posts: int, wait: float) -> None:
+@_format
+def health_producers(plan_path: Path | None, host: str | None, only_shards: tuple[str, ...],
+                     min_posts: int, wait: float, output: str) -> None:
     """Every planned shard's metrics endpoint answers with its stream connected."""
     try:
-        shards = read_plan(plan_path)["shards"]
-    except PlanError as error:
+        if plan_path is not None:
+            shards = read_plan(plan_path)["shards"]
+        else:
+            shards = deployed_shards(_inventory().path)
+            plan_path = Path("the producer hosts' deployed.json")
+    except (PlanError, InventoryError) as error:
         _fail(str(error))
     unknown = sorted(set(only_shards) - {s["name"] for s in shards})
     if unknown:
@@ -168,67 +213,66 @@ def health_producers(plan_path: Path, host: str | None, only_shards: tuple[str, 
             s["address"], s["metrics_port"], min_posts) for s in shards}
 
     _, final = poll_until(results, lambda found: all(h.ok for h in found.values()), wait)
-    for name, result in final.items():
-        click.echo(f"{name}: {'ok' if result.ok else 'UNHEALTHY'}: {result.detail}")
-    if not all(result.ok for result in final.values()):
-        sys.exit(1)
+    _report(final, output)
 
 
 @health.command("stream-job")
 @click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
-@click.option("--hosts", required=True, help="Cassandra contact points, host[,host…].")
-@click.option("--port", type=int, default=9042, show_default=True, help="Cassandra's CQL port.")
-@click.option("--keyspace", default=KEYSPACE, show_default=True)
+@cassandra_option()
+@keyspace_option()
 @click.option("--newer-than", type=_moment_option, default=None,
               help="Only count progress recorded after this time (e.g. a restart).")
 @click.option("--max-age", type=click.FloatRange(min=0), default=None,
               help="Only count progress at most this many seconds old.")
 @_wait
-def health_stream_job(job: str, hosts: str, port: int, keyspace: str,
-                      newer_than: datetime | None, max_age: float | None, wait: float) -> None:
+@_format
+def health_stream_job(job: str, cassandra: tuple[Endpoint, ...], keyspace: str,
+                      newer_than: datetime | None, max_age: float | None, wait: float,
+                      output: str) -> None:
     """Every query of the job recorded a micro-batch (the role's check after a start)."""
-    _report(checks.wait_until_healthy(lambda: checks.stream_job(
-        hosts.split(","), port, keyspace, job, max_age, newer_than), wait))
+    hosts, port = same_port(cassandra)
+    _report({job: checks.wait_until_healthy(lambda: checks.stream_job(
+        hosts, port, keyspace, job, max_age, newer_than), wait)}, output, labelled=False)
+
+
+def _inventory() -> Inventory:
+    """The inventory of `evilnet -i` (or its default), read whole."""
+    return Inventory.of(click.get_current_context().find_object(Stack))
 
 
 @click.command()
-@click.option("-i", "--inventory", "inventory_path", type=click.Path(exists=True, path_type=Path),
-              default=Path("inventories/local"), show_default=True)
-@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_ROLES, show_default=True,
-              help="The Ansible roles whose defaults fill in what the inventory does not set.")
-def status(inventory_path: Path, roles: Path) -> None:
-    """Print the health of every service of an inventory as a table."""
-    try:
-        inventory = Inventory.load(inventory_path, roles=roles)
-        services = list(inventory.health_checks())
-    except InventoryError as error:
-        raise click.ClickException(str(error)) from error
-    table = Table(title=f"EvilNet services ({inventory_path})")
-    for column in ("service", "endpoint", "healthy", "detail"):
-        table.add_column(column)
-    all_ok = True
+@inventory_options
+@_format
+def status(output: str) -> None:
+    """Print the health of every service of the inventory (`evilnet -i`) as a table.
+
+    Exit status 0 all healthy, 1 something unhealthy, 2 could not check.
+    """
+    inventory = _inventory()
+    services = list(inventory.health_checks())
     try:
         producers = list(inventory.producer_checks())
     except InventoryError as error:
         producers = [("producers", "deployed.json", partial(checks.Health, False, str(error)))]
-    for service, endpoint, result in checks.run_checks([*services, *producers]):
-        all_ok &= result.ok
-        table.add_row(service, endpoint, "[green]yes[/]" if result.ok else "[red]no[/]",
-                      result.detail)
-    # Wide enough for the details when piped (make, CI logs), not squeezed to 80 columns.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
-    if not all_ok:
+    results = list(checks.run_checks([*services, *producers]))
+    if output == "json":
+        click.echo(json.dumps([{"service": service, "endpoint": endpoint, "ok": result.ok,
+                                "detail": result.detail}
+                               for service, endpoint, result in results], ensure_ascii=False))
+    else:
+        table = Table(title=f"EvilNet services ({inventory.path})")
+        for column in ("service", "endpoint", "healthy", "detail"):
+            # Fold, never cut: an endpoint without its port is no endpoint.
+            table.add_column(column, overflow="fold")
+        for service, endpoint, result in results:
+            table.add_row(service, endpoint, "[green]yes[/]" if result.ok else "[red]no[/]",
+                          result.detail)
+        # Wide enough for the details when piped (make, CI logs), not squeezed to 80
+        # columns, unless COLUMNS says how wide (then cells fold).
+        wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+        Console(width=None if wide else 160).print(table)
+    if not all(result.ok for _, _, result in results):
         sys.exit(1)
-
-
-def _host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host:
-        if default_port is None:
-            raise click.BadParameter(f"{value!r} is not host:port")
-        return value, default_port
-    return host, int(port)
 
 
 @click.group()
@@ -237,14 +281,15 @@ def topics() -> None:
 
 
 @topics.command("ensure")
-@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
+@kafka_option()
 @click.option("--replication-factor", type=click.IntRange(1), required=True)
 @click.option("--min-insync-replicas", type=click.IntRange(1), required=True)
 @click.option("--tweets-partitions", type=click.IntRange(1), required=True)
 @click.option("--tweets-retention-ms", type=click.IntRange(60_000), required=True)
 @click.option("--dead-letter-partitions", type=click.IntRange(1), required=True)
 @click.option("--dead-letter-retention-ms", type=click.IntRange(60_000), required=True)
-def topics_ensure(bootstrap: str, replication_factor: int, min_insync_replicas: int,
+def topics_ensure(bootstrap_servers: tuple[Endpoint, ...], replication_factor: int,
+                  min_insync_replicas: int,
                   tweets_partitions: int, tweets_retention_ms: int,
                   dead_letter_partitions: int, dead_letter_retention_ms: int) -> None:
     """Create the topics, or bring them to these settings. Prints one line per change."""
@@ -254,7 +299,7 @@ def topics_ensure(bootstrap: str, replication_factor: int, min_insync_replicas: 
     specs = pipeline_topics(replication_factor, min_insync_replicas, tweets_partitions,
                             tweets_retention_ms, dead_letter_partitions, dead_letter_retention_ms)
     try:
-        changes = ensure_topics(bootstrap, specs)
+        changes = ensure_topics(",".join(map(str, bootstrap_servers)), specs)
     except TopicError as error:
         raise click.ClickException(str(error)) from error
     for change in changes:
@@ -264,25 +309,25 @@ def topics_ensure(bootstrap: str, replication_factor: int, min_insync_replicas: 
 
 
 @topics.command("list")
-@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
-def topics_list(bootstrap: str) -> None:
+@kafka_option()
+def topics_list(bootstrap_servers: tuple[Endpoint, ...]) -> None:
     """The cluster's topics, one per line (read-only)."""
-    for name in list_topics(bootstrap.split(",")):
+    for name in list_topics([str(server) for server in bootstrap_servers]):
         click.echo(name)
 
 
 @topics.command("describe")
 @click.argument("names", metavar="[TOPIC]...", nargs=-1)
-@click.option("--bootstrap", required=True, help="host:port[,host:port…]")
-@click.option("--hosts", required=True, help="Cassandra contact points, host[,host…].")
-@click.option("--port", type=int, default=9042, show_default=True, help="Cassandra's CQL port.")
-@click.option("--keyspace", default=KEYSPACE, show_default=True)
+@kafka_option()
+@cassandra_option()
+@keyspace_option()
 @click.option("--job", default="stream-job", show_default=True,
               help="The stream job whose consumer lag to show (its job_progress rows).")
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def topics_describe(names: tuple[str, ...], bootstrap: str, hosts: str, port: int,
-                    keyspace: str, job: str, output: str) -> None:
+def topics_describe(names: tuple[str, ...], bootstrap_servers: tuple[Endpoint, ...],
+                    cassandra: tuple[Endpoint, ...], keyspace: str, job: str,
+                    output: str) -> None:
     """Partitions, replicas, ISR, retention and the job's lag per partition (read-only).
 
     The lag is the partition's log end offset minus the offset the job's slowest
@@ -291,7 +336,9 @@ def topics_describe(names: tuple[str, ...], bootstrap: str, hosts: str, port: in
     """
     from evilnet.spark.store import CassandraStore, connect
 
-    cluster, session = connect(hosts.split(","), port)
+    servers = [str(server) for server in bootstrap_servers]
+    hosts, port = same_port(cassandra)
+    cluster, session = connect(hosts, port)
     try:
         progress = CassandraStore(session, keyspace).progress(job)
     finally:
@@ -303,8 +350,8 @@ def topics_describe(names: tuple[str, ...], bootstrap: str, hosts: str, port: in
         job_offsets[job_topic] = {p: min(o.get(p, 0) for o in per_query)
                                   for p in set().union(*per_query)}
     try:
-        states = describe_topics(bootstrap.split(","),
-                                 list(names) or [TWEETS_TOPIC, DEAD_LETTER_TOPIC], job_offsets)
+        states = describe_topics(servers, list(names) or [TWEETS_TOPIC, DEAD_LETTER_TOPIC],
+                                 job_offsets)
     except TopicError as error:
         raise click.ClickException(str(error)) from error
     if output == "json":
@@ -337,24 +384,20 @@ def _moment(value: str) -> datetime:
 @click.option("--to", "end", required=True, help="Posts created before (ISO 8601).")
 @click.option("--format", "form", type=click.Choice(FORMATS), default="table",
               show_default=True)
-@click.option("--bootstrap", default=None,
-              help="Kafka host:port[,…] [default: the inventory's brokers].")
-@click.option("-i", "--inventory", "inventory_path", type=click.Path(exists=True, path_type=Path),
-              default=Path("inventories/local"), show_default=True)
-@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_ROLES, show_default=True)
+@kafka_option()
+@inventory_options
 @click.option("--topic", default=TWEETS_TOPIC, show_default=True)
 @click.option("--grace", type=click.FloatRange(0), default=300, show_default=True,
               help="Seconds of deliveries read beyond both ends (late posts count).")
-def fidelity(start: str, end: str, form: str, bootstrap: str | None, inventory_path: Path,
-             roles: Path, topic: str, grace: float) -> None:
+def fidelity(start: str, end: str, form: str, bootstrap_servers: tuple[Endpoint, ...],
+             topic: str, grace: float) -> None:
     """Per shard and producer: posts received and missed, recall, delivery delay."""
     window = (_moment(start), _moment(end))
     if window[0] >= window[1]:
         raise click.BadParameter("must be later than --from", param_hint="--to")
     try:
-        servers = bootstrap or Inventory.load(inventory_path, roles=roles).kafka_bootstrap()
-        rows = fidelity_report(servers, topic, *window, grace=timedelta(seconds=grace))
-    except (InventoryError, ValueError, TimeoutError, KafkaError) as error:
+        rows = fidelity_report(",".join(map(str, bootstrap_servers)), topic, *window,
+                               grace=timedelta(seconds=grace))
+    except (ValueError, TimeoutError, KafkaError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(render_fidelity(rows, form))

@@ -11,8 +11,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from evilnet.locations import Stack, inventory_options
 from evilnet.platform import footprint as fp
-from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
+from evilnet.platform.inventory import Inventory, InventoryError
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -23,11 +24,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 @click.command("footprint")
-@click.option("-i", "--inventory", "inventory_path", default="inventories/local",
-              type=click.Path(exists=True, path_type=Path), show_default=True)
-@click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_ROLES, show_default=True,
-              help="The roles' directory (their defaults hold what the inventory does not set).")
+@inventory_options
 @click.option("--format", "output", type=click.Choice(fp.FORMATS), default="table",
               show_default=True)
 @click.option("--serve", "listen", metavar="ADDRESS:PORT", default=None,
@@ -35,22 +32,22 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option("--announce", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --serve: write this Prometheus file_sd target file (the "
                    "prometheus role's footprint job reads targets/footprint.json).")
-def footprint(inventory_path: Path, roles: Path, output: str, listen: str | None,
-              announce: Path | None) -> None:
+def footprint(output: str, listen: str | None, announce: Path | None) -> None:
     """Memory (RSS) and disk per host and service against their limits, with the share
     in use; '!' marks an alerted share of 80 % or more.
 
     Measures the inventory's hosts whose root is on this machine (every host of the
     local stack). Exit 0; 2 if the footprint cannot be measured.
     """
+    stack = click.get_current_context().find_object(Stack)
     try:
-        inventory = Inventory.load(inventory_path, roles=roles)
+        inventory = Inventory.of(stack)
         if listen:
             _serve(inventory, *_listen(listen), announce)
             return
         usages = fp.footprint(inventory)
     except (InventoryError, fp.FootprintError) as error:
-        click.echo(f"evilnet footprint: {error} ({inventory_path})", err=True)
+        click.echo(f"evilnet footprint: {error} ({stack.inventory})", err=True)
         sys.exit(2)
     except OSError as error:  # --serve: the address is taken or not this machine's
         click.echo(f"evilnet footprint: cannot serve: {error.strerror} ({listen})", err=True)

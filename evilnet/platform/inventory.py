@@ -10,7 +10,9 @@ to look in.
 from __future__ import annotations
 
 import base64
+import configparser
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,12 @@ from typing import Any
 
 import yaml
 
+from evilnet.locations import (
+    Endpoint,
+    LocationError,
+    Locations,
+    Stack,
+)
 from evilnet.planner import Settings
 from evilnet.platform import health as checks
 from evilnet.schema import KEYSPACE
@@ -69,6 +77,15 @@ class Inventory:
         groups = {name: list(data.get(name, {}).get("hosts", [])) for name in GROUPS}
         return cls(path, groups, hostvars, roles)
 
+    @classmethod
+    def of(cls, stack: Stack | None) -> Inventory:
+        """The inventory the command line found (`evilnet -i`, …), read whole."""
+        if stack is None:
+            raise LocationError("no inventory: run this through `evilnet -i INVENTORY`")
+        if stack.inventory is None:
+            stack.locations()  # raises why no inventory was found
+        return cls.load(stack.inventory, roles=stack.roles)
+
     def var(self, host: str, name: str, role: str):
         """A host's variable, falling back to the role's default."""
         if name in self.hostvars.get(host, {}):
@@ -86,6 +103,48 @@ class Inventory:
     def kafka_bootstrap(self) -> str:
         return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
                         for h in self.groups["kafka"])
+
+    def locations(self) -> Locations:
+        """Where every service of this inventory listens (see evilnet.locations)."""
+        def endpoints(group: str, port_variable: str, role: str) -> tuple[Endpoint, ...]:
+            return tuple(Endpoint(self.address(h), int(self.var(h, port_variable, role)))
+                         for h in self.groups[group])
+
+        masters = self.groups["spark_master"]
+        producers = self.groups["producers"]
+        simulator = None
+        if producers and _enabled(self.var(producers[0], "x_api_simulator_enabled",
+                                           "x_api_simulator")):
+            port = self.var(producers[0], "x_api_simulator_port", "x_api_simulator")
+            simulator = f"http://{self.address(producers[0])}:{port}"
+        # The role's default is the contract's keyspace, named through a variable
+        # that only a play resolves (playbooks/group_vars/all/contracts.yml).
+        keyspace = (self.hostvars.get(masters[0], {}).get("stream_job_keyspace", KEYSPACE)
+                    if masters else KEYSPACE)
+        return Locations(
+            source=str(self.path),
+            cassandra=endpoints("cassandra", "cassandra_native_port", "cassandra"),
+            keyspace=keyspace,
+            bootstrap_servers=endpoints("kafka", "kafka_port", "kafka"),
+            spark_master=(f"http://{self.address(masters[0])}:"
+                          f"{self.var(masters[0], 'spark_master_webui_port', 'spark')}"
+                          if masters else None),
+            spark_workers=tuple(self.address(w) for w in self.groups["spark_workers"]),
+            zookeeper=endpoints("zookeeper", "zookeeper_client_port", "zookeeper"),
+            simulator=simulator,
+            plan=self._plan_dir())
+
+    def _plan_dir(self) -> Path | None:
+        """The plan the producer role rolls out when none is given (its defaults)."""
+        hosts = self.groups["producers"]
+        if not hosts:
+            return None
+        chosen = self.hostvars.get(hosts[0], {}).get("producer_plan_dir")
+        if chosen:
+            return Path(chosen)
+        # The default names its place relative to the role ({{ role_path }}).
+        default = str(self.var(hosts[0], "producer_default_plan_dir", "producer"))
+        return Path(default.replace("{{ role_path }}", str(self.roles / "producer"))).resolve()
 
     def planner_settings(self) -> Settings:
         """What the planner needs of this inventory (raises PlanError, InventoryError)."""
@@ -153,6 +212,72 @@ class Inventory:
         for shard in deployed_shards(self.path):
             yield (f"producer {shard['name']}", f"{shard['address']}:{shard['metrics_port']}",
                    partial(checks.producer_shard, shard["address"], shard["metrics_port"]))
+
+
+def project_root(start: Path) -> Path | None:
+    """The directory holding ansible.cfg, from ``start`` upward (None outside a checkout)."""
+    for directory in (start.resolve(), *start.resolve().parents):
+        if (directory / "ansible.cfg").is_file():
+            return directory
+    return None
+
+
+def _config(root: Path) -> configparser.ConfigParser:
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(root / "ansible.cfg")
+    return config
+
+
+def find_inventory(given: Path | None, cwd: Path | None = None) -> tuple[Path, Path]:
+    """The inventory and roles directory the command lines use.
+
+    In order: ``given`` (``-i``), $ANSIBLE_INVENTORY (both relative to the current
+    directory, as for ansible), the ``inventory`` of the project's ansible.cfg, and
+    ``inventories/local`` (relative to the project root, the directory holding
+    ansible.cfg found upward from the current directory). The roles are the
+    project's ``roles_path`` (``ansible/roles``); an inventory outside any checkout
+    finds its project upward from itself. Raises LocationError.
+    """
+    cwd = cwd or Path.cwd()
+    root = project_root(cwd)
+    chosen = given or (Path(os.environ["ANSIBLE_INVENTORY"].split(",")[0])
+                       if os.environ.get("ANSIBLE_INVENTORY") else None)
+    if chosen is not None:
+        path = chosen
+        # An inventory given outside the project finds the project upward from itself.
+        root = root or project_root(path if path.is_dir() else path.parent)
+    elif root is not None:
+        path = root / _config(root).get("defaults", "inventory", fallback="inventories/local")
+        # Named as the user would (plan.json records it): relative to where they are.
+        if path.is_relative_to(cwd.resolve()):
+            path = path.relative_to(cwd.resolve())
+    else:
+        raise LocationError(f"no inventory: {cwd} is not inside the project (no ansible.cfg "
+                            "upward), and neither -i nor ANSIBLE_INVENTORY names one")
+    if not path.exists():
+        raise LocationError(f"no inventory {path}")
+    if root is None:
+        return path, DEFAULT_ROLES
+    roles_path = _config(root).get("defaults", "roles_path", fallback=str(DEFAULT_ROLES))
+    roles = root / roles_path.split(":")[0]
+    return path, roles
+
+
+def stack(inventory: Path | None = None, roles: Path | None = None) -> Stack:
+    """The command lines' ``ctx.obj``: found now, read on first use (see evilnet.locations).
+
+    A missing inventory is only an error once a command needs a location from it.
+    """
+    try:
+        path, found_roles = find_inventory(inventory)
+    except LocationError as error:
+        problem = error
+
+        def fail() -> Locations:
+            raise problem
+        return Stack(None, roles, fail, stack)
+    roles = roles or found_roles
+    return Stack(path, roles, lambda: Inventory.load(path, roles=roles).locations(), stack)
 
 
 def _enabled(value: object) -> bool:

@@ -35,7 +35,7 @@ def keyspace(cassandra_host: str) -> str:
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
     finally:
         cluster.shutdown()
-    result = evilnet("schema", "apply", "--hosts", cassandra_host, "--keyspace", KEYSPACE)
+    result = evilnet("schema", "apply", "--cassandra", cassandra_host, "--keyspace", KEYSPACE)
     assert result.returncode == 0, result.stderr
     return KEYSPACE
 

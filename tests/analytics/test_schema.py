@@ -74,7 +74,7 @@ def test_every_statement_runs_against_cassandra(store) -> None:
 
 def test_schema_apply_is_versioned_and_idempotent(cassandra_host: str, keyspace: str,
                                                   store) -> None:
-    again = evilnet("schema", "apply", "--hosts", cassandra_host, "--keyspace", keyspace)
+    again = evilnet("schema", "apply", "--cassandra", cassandra_host, "--keyspace", keyspace)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"keyspace": keyspace, "applied": [],
                                         "versions": [1], "changed": False}

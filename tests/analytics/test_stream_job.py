@@ -52,7 +52,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
     lines = acceptance_lines(start)
     result = evilnet("check", str(_write(tmp_path, lines)), "--bootstrap-servers",
                      test_job.bootstrap, "--topic", test_job.topic, "--job", test_job.name,
-                     "--hosts", test_job.cassandra_host, "--keyspace", test_job.keyspace,
+                     "--cassandra", test_job.cassandra_host, "--keyspace", test_job.keyspace,
                      "--shift-to", "none", "--timeout", "300")
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
@@ -65,7 +65,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
         + timedelta(minutes=1)
     for metric in METRICS:
         top = evilnet("query", "top", "--metric", metric, "--at", last_hour.isoformat(),
-                      "--format", "json", "--hosts", test_job.cassandra_host,
+                      "--format", "json", "--cassandra", test_job.cassandra_host,
                       "--keyspace", test_job.keyspace)
         assert top.returncode == 0, top.stderr
         got = [(row["city"], row[metric]) for row in json.loads(top.stdout)]
@@ -76,7 +76,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
     end = start + timedelta(minutes=30)
     windows = evilnet("query", "windows", "--from", start.isoformat(), "--to", end.isoformat(),
                       "--city", chosen[0], "--city", chosen[1], "--format", "json",
-                      "--hosts", test_job.cassandra_host, "--keyspace", test_job.keyspace)
+                      "--cassandra", test_job.cassandra_host, "--keyspace", test_job.keyspace)
     assert windows.returncode == 0, windows.stderr
     rows = json.loads(windows.stdout)
     assert {row["city"] for row in rows} == set(chosen)
@@ -90,7 +90,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
 
     csv = evilnet("query", "windows", "--from", start.isoformat(), "--to", end.isoformat(),
                   "--city", "Québec", "--by", "city,topic", "--format", "csv",
-                  "--hosts", test_job.cassandra_host, "--keyspace", test_job.keyspace)
+                  "--cassandra", test_job.cassandra_host, "--keyspace", test_job.keyspace)
     header, first = csv.stdout.splitlines()[:2]
     assert header == "city,topic,window_start,window_end,tweets,retweets,unique_users"
     assert first.startswith("Québec,") and first.split(",")[1] in {"hockey", "food", "traffic"}
@@ -172,7 +172,7 @@ def test_stream_job_health_follows_the_plain_count_baseline(store, cassandra_hos
     """`evilnet health stream-job` (the role's check) expects the queries the job's settings
     name: the plain-count baseline of the benchmark runs one, "count"."""
     def healthy(job: str, *options: str) -> bool:
-        result = evilnet("health", "stream-job", "--job", job, "--hosts", cassandra_host,
+        result = evilnet("health", "stream-job", "--job", job, "--cassandra", cassandra_host,
                          "--keyspace", keyspace, *options)
         assert result.returncode in (0, 1), result.stderr
         return result.returncode == 0

@@ -39,7 +39,7 @@ def dashboard_data(cassandra_host: str, generator) -> Iterator[DashboardData]:
     cluster, session = connect([cassandra_host])
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
-        applied = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--hosts",
+        applied = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--cassandra",
                                   cassandra_host, "--keyspace", KEYSPACE],
                                  capture_output=True, text=True, timeout=300, check=False)
         assert applied.returncode == 0, applied.stderr

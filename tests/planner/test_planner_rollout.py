@@ -94,7 +94,7 @@ def _cities_in_cassandra(cassandra: str, since: datetime, want: set[str],
     deadline = time.monotonic() + timeout
     while True:
         result = subprocess.run(
-            [str(BIN / "evilnet"), "query", "windows", "--hosts", cassandra,
+            [str(BIN / "evilnet"), "query", "windows", "--cassandra", cassandra,
              "--from", since.isoformat(), "--to", (since + timedelta(hours=1)).isoformat(),
              "--format", "json"], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr

@@ -94,7 +94,7 @@ def test_the_report_finds_each_connections_recall_and_every_post_reaches_kafka(
     report = subprocess.run(
         [*EVILNET, "fidelity", "--from", (started - timedelta(seconds=1)).isoformat(),
          "--to", (datetime.now(UTC) + timedelta(seconds=1)).isoformat(), "--format", "json",
-         "--bootstrap", kafka_bootstrap, "--topic", topics[0]],
+         "--bootstrap-servers", kafka_bootstrap, "--topic", topics[0]],
         capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     rows = {row["producer"]: row for row in json.loads(report.stdout)}
@@ -148,7 +148,7 @@ def test_a_stalled_connection_shows_as_delay_not_as_loss(
     report = subprocess.run(
         [*EVILNET, "fidelity", "--from", (started - timedelta(seconds=1)).isoformat(),
          "--to", (datetime.now(UTC) + timedelta(seconds=1)).isoformat(), "--format", "json",
-         "--bootstrap", kafka_bootstrap, "--topic", topics[0]],
+         "--bootstrap-servers", kafka_bootstrap, "--topic", topics[0]],
         capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     rows = {row["producer"]: row for row in json.loads(report.stdout)}
