@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 # Re-exported: the tests' helpers for Grafana's substitutions.
 from evilnet.dashboards.interpolation import (  # noqa: F401
     frames,
@@ -74,4 +76,24 @@ def render_for_production(role: str, template: str, target: Path) -> None:
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
         env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": f"{BIN}:/usr/bin:/bin",
              "HOME": str(Path.home())})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def promtool_test_rules(tmp_path: Path, series: list[dict],
+                        cases: list[tuple[str, str, list[dict]]]) -> None:
+    """`promtool test rules` on the alerting rules as the prometheus role renders them.
+
+    ``series``: promtool input series, one sample a minute from time 0; ``cases``:
+    (eval_time, alertname, the alerts expected firing then, labels and annotations).
+    """
+    rules = tmp_path / "evilnet.rules.yml"
+    render_for_production("prometheus", "evilnet.rules.yml.j2", rules)
+    tests = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": alerts}
+                            for at, name, alerts in cases]}]}
+    path = tmp_path / "alerts.test.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
+    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

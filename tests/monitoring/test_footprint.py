@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from monitoring_helpers import BIN, MONITOR_ROOT, REPO_ROOT, render_for_production
+from monitoring_helpers import BIN, MONITOR_ROOT, REPO_ROOT, promtool_test_rules
 from stack_guard import prometheus_query
 
 from evilnet.platform import footprint as fp
@@ -99,8 +98,6 @@ def test_memory_is_the_rss_of_what_a_hosts_supervisor_runs(tmp_path: Path) -> No
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_footprint_alerts_fire_at_80_percent_of_each_limit(tmp_path: Path) -> None:
-    rules = tmp_path / "evilnet.rules.yml"
-    render_for_production("prometheus", "evilnet.rules.yml.j2", rules)
     limit = 1000 * MIB
     series = [
         # h1: 500 + 310 MiB of 1000 (81 %) from 10 min on; h2: 790 of 1000 (79 %).
@@ -133,15 +130,7 @@ def test_footprint_alerts_fire_at_80_percent_of_each_limit(tmp_path: Path) -> No
              ("16m", "FootprintDiskAbove80Percent", [disk]),
              ("4m", "FootprintMemoryAbove80Percent", []),
              ("6m", "FootprintMemoryAbove80Percent", [memory])]
-    tests = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": series,
-        "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": alerts}
-                            for at, name, alerts in cases]}]}
-    path = tmp_path / "footprint-alerts.test.yml"
-    path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
-    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_test_rules(tmp_path, series, cases)
 
 
 # --- the local stack -----------------------------------------------------------------

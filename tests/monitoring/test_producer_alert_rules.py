@@ -4,31 +4,15 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
-from monitoring_helpers import render_for_production
+from monitoring_helpers import promtool_test_rules
 
 from evilnet.producer.metrics import MONTHLY_POST_CAP, POSTS_RECEIVED, USAGE_CAPPED
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
                                 reason="promtool (Debian's prometheus package) is not installed")
-
-
-def _promtool_test(tmp_path: Path, series: list[dict], cases: list[tuple]) -> None:
-    rules = tmp_path / "evilnet.rules.yml"
-    render_for_production("prometheus", "evilnet.rules.yml.j2", rules)
-    tests = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": series,
-        "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": alerts}
-                            for at, name, alerts in cases]}]}
-    path = tmp_path / "producer-alerts.test.yml"
-    path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
-    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True,
-                            text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_usage_capped_shard_alerts_at_once_and_stops_when_it_streams_again(
@@ -38,7 +22,7 @@ def test_a_usage_capped_shard_alerts_at_once_and_stops_when_it_streams_again(
     capped = {"exp_labels": {"severity": "critical", "host": "producer1", "shard": "app-1"},
               "exp_annotations": {"summary": "app-1: the X API refuses the stream for its usage "
                                              "cap; no posts until the period resets"}}
-    _promtool_test(tmp_path, series, [("1m", "ProducerUsageCapped", []),
+    promtool_test_rules(tmp_path, series, [("1m", "ProducerUsageCapped", []),
                                       ("2m", "ProducerUsageCapped", [capped]),
                                       ("6m", "ProducerUsageCapped", [])])
 
@@ -58,5 +42,5 @@ def test_the_monthly_post_cap_alerts_at_80_percent_only_where_a_cap_is_set(
             "exp_annotations": {"summary": "app-1 received 1000 posts in 30 days: 80 % of the "
                                            "monthly post cap"}}
     # 600 posts after an hour: 60 % of the cap; 1,000 after 100 minutes.
-    _promtool_test(tmp_path, series, [("60m", "ProducerMonthlyPostCapNear", []),
+    promtool_test_rules(tmp_path, series, [("60m", "ProducerMonthlyPostCapNear", []),
                                       ("100m", "ProducerMonthlyPostCapNear", [near])])
