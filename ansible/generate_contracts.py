@@ -17,14 +17,13 @@ inventory, and ``site.yml`` is made of imports of those playbooks only.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import yaml
 
-from evilnet import contracts, schema
+from evilnet import contracts, generated, schema
 from evilnet.platform import footprint_metrics
 from evilnet.producer import metrics as producer_metrics
 from evilnet.spark import metrics as job_metrics
@@ -81,24 +80,9 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if the checked-in file differs")
-    parser.add_argument("--out", type=Path, default=VARS_FILE)
-    args = parser.parse_args(argv)
-    expected = render()
-    current = args.out.read_text(encoding="utf-8") if args.out.exists() else None
-    if args.check:
-        if current != expected:
-            print(f"{args.out}: differs from ansible/generate_contracts.py\n"
-                  "regenerate: .venv/bin/python ansible/generate_contracts.py", file=sys.stderr)
-            return 1
-        return 0
-    if current != expected:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(expected, encoding="utf-8")
-    print(f"{args.out}: {'written' if current != expected else 'up to date'}")
-    return 0
+    return generated.main(argv, description=__doc__.split("\n\n")[0], default_out=VARS_FILE,
+                          command="ansible/generate_contracts.py",
+                          build=lambda out: {out: render()})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ only lays them out the Grafana way (datasources, units, colours, legends, sizes)
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
+from evilnet import generated
 from evilnet.dashboards import panels as defs
 from evilnet.schema import Statements
 
@@ -203,29 +203,10 @@ def render(model: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if a checked-in file differs")
-    parser.add_argument("--out", type=Path, default=DASHBOARDS_DIR)
-    args = parser.parse_args(argv)
-    expected = {name: render(model) for name, model in dashboards().items()}
-    stale = sorted(name for name, text in expected.items()
-                   if not (args.out / name).exists() or (args.out / name).read_text() != text)
-    extra = sorted(p.name for p in args.out.glob("*.json") if p.name not in expected)
-    if args.check:
-        for name in stale + extra:
-            print(f"{args.out / name}: differs from grafana/generate.py", file=sys.stderr)
-        if stale or extra:
-            print("regenerate: .venv/bin/python grafana/generate.py", file=sys.stderr)
-        return 1 if stale or extra else 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in stale:
-        (args.out / name).write_text(expected[name])
-    for name in extra:
-        (args.out / name).unlink()
-    print(f"{len(expected)} dashboards in {args.out} ({len(stale)} written, "
-          f"{len(extra)} removed)")
-    return 0
+    return generated.main(
+        argv, description=__doc__.split("\n\n")[0], default_out=DASHBOARDS_DIR,
+        command="grafana/generate.py", owned="*.json",
+        build=lambda out: {out / name: render(model) for name, model in dashboards().items()})
 
 
 if __name__ == "__main__":
