@@ -11,6 +11,7 @@ import click
 
 from evilnet.dashboards import page as pages
 from evilnet.dashboards.server import moment, serve
+from evilnet.locations import Stack
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.schema import KEYSPACE
 
@@ -18,12 +19,16 @@ DEFAULT_INVENTORY = Path("inventories/local")
 DEFAULT_PORT = 8050
 
 
-def _inventory_path(given: Path | None) -> Path:
-    """This command's -i, else the top command line's (`evilnet -i …`), else the local one."""
-    if given is not None:
-        return given
-    root = click.get_current_context().find_root().params.get("inventory")
-    return Path(root) if root else DEFAULT_INVENTORY
+def _inventory(given: Path | None, roles: Path | None) -> tuple[Path, Path]:
+    """This command's -i, else the top command line's (`evilnet -i …`, found the
+    project's way: evilnet.platform.inventory.find_inventory), else the local one."""
+    stack = click.get_current_context().find_object(Stack)
+    if given is None and stack is not None and stack.inventory is not None:
+        return stack.inventory, roles or stack.roles or DEFAULT_ROLES
+    path = given or DEFAULT_INVENTORY
+    if not path.exists():
+        raise InventoryError(f"no inventory {path}: give -i, or --cassandra and --prometheus")
+    return path, roles or (stack.roles if stack else None) or DEFAULT_ROLES
 
 
 def _sources(inventory: Path | None, roles: Path | None, cassandra: str | None,
@@ -34,10 +39,8 @@ def _sources(inventory: Path | None, roles: Path | None, cassandra: str | None,
     needs_inventory = not cassandra or prometheus is None or keyspace is None
     found: Inventory | None = None
     if needs_inventory:
-        path = _inventory_path(inventory)
-        root_roles = click.get_current_context().find_root().params.get("roles")
-        found = Inventory.load(path, roles=roles or (Path(root_roles) if root_roles
-                                                     else DEFAULT_ROLES))
+        path, roles = _inventory(inventory, roles)
+        found = Inventory.load(path, roles=roles)
     if cassandra:
         hosts = [part.rsplit(":", 1)[0] for part in cassandra.split(",")]
         port = int(cassandra.split(",")[0].rsplit(":", 1)[1]) if ":" in cassandra else 9042
@@ -63,7 +66,7 @@ def _location_options(command):
     options = [
         click.option("-i", "--inventory", type=click.Path(exists=True, path_type=Path),
                      default=None, help="The inventory placing Cassandra and Prometheus "
-                     f"[default: evilnet's -i, else {DEFAULT_INVENTORY}]."),
+                     "[default: evilnet's -i, and as it finds one]."),
         click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
                      default=None, help="The roles' directory (their defaults hold what the "
                      f"inventory does not set) [default: {DEFAULT_ROLES}]."),
