@@ -11,7 +11,7 @@ import click
 
 from evilnet.dashboards import page as pages
 from evilnet.dashboards.server import moment, serve
-from evilnet.locations import Stack
+from evilnet.locations import CASSANDRA_PORT, Endpoint, Endpoints, Stack, same_port
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.schema import KEYSPACE
 
@@ -31,7 +31,8 @@ def _inventory(given: Path | None, roles: Path | None) -> tuple[Path, Path]:
     return path, roles or (stack.roles if stack else None) or DEFAULT_ROLES
 
 
-def _sources(inventory: Path | None, roles: Path | None, cassandra: str | None,
+def _sources(inventory: Path | None, roles: Path | None,
+             cassandra: tuple[Endpoint, ...] | None,
              keyspace: str | None, prometheus: str | None) -> tuple[pages.Sources, object]:
     """Cassandra and Prometheus as given, or as the inventory places them."""
     from evilnet.spark.store import connect
@@ -42,8 +43,7 @@ def _sources(inventory: Path | None, roles: Path | None, cassandra: str | None,
         path, roles = _inventory(inventory, roles)
         found = Inventory.load(path, roles=roles)
     if cassandra:
-        hosts = [part.rsplit(":", 1)[0] for part in cassandra.split(",")]
-        port = int(cassandra.split(",")[0].rsplit(":", 1)[1]) if ":" in cassandra else 9042
+        hosts, port = same_port(cassandra)
     else:
         nodes = found.groups["cassandra"]
         if not nodes:
@@ -70,7 +70,7 @@ def _location_options(command):
         click.option("--roles", type=click.Path(file_okay=False, path_type=Path),
                      default=None, help="The roles' directory (their defaults hold what the "
                      f"inventory does not set) [default: {DEFAULT_ROLES}]."),
-        click.option("--cassandra", metavar="HOST[:PORT][,…]", default=None,
+        click.option("--cassandra", type=Endpoints(CASSANDRA_PORT), default=None,
                      help="Cassandra contact points [default: the inventory's]."),
         click.option("--keyspace", default=None,
                      help="The pipeline's keyspace [default: the inventory's stream job's]."),
@@ -92,7 +92,8 @@ def dashboards() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="The address to listen on (loopback: only this machine).")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
-def serve_command(inventory: Path | None, roles: Path | None, cassandra: str | None,
+def serve_command(inventory: Path | None, roles: Path | None,
+                  cassandra: tuple[Endpoint, ...] | None,
                   keyspace: str | None, prometheus: str | None, host: str, port: int) -> None:
     """Serve City trends, Top cities and Pipeline health, refreshed every minute."""
     try:
@@ -118,7 +119,8 @@ def serve_command(inventory: Path | None, roles: Path | None, cassandra: str | N
 @click.option("--topic", "topics", multiple=True, help="A topic row to show, repeatable.")
 @click.option("--from", "start", default=None, help="Start, ISO 8601 UTC [each dashboard's].")
 @click.option("--to", "end", default=None, help="End, ISO 8601 UTC [now].")
-def render_command(inventory: Path | None, roles: Path | None, cassandra: str | None,
+def render_command(inventory: Path | None, roles: Path | None,
+                   cassandra: tuple[Endpoint, ...] | None,
                    keyspace: str | None, prometheus: str | None, out: Path,
                    cities: tuple[str, ...], topics: tuple[str, ...], start: str | None,
                    end: str | None) -> None:
