@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,10 +99,13 @@ def test_plan_renders_the_cities_given_from_outside_the_checkout(
 
 def test_plan_without_the_roles_names_the_missing_default(
         installed: Path, elsewhere: Path) -> None:
-    # The package looks in no checkout: from elsewhere, the default --roles
-    # (ansible/roles) does not exist, and the variable it would give is named.
-    result = run(installed, elsewhere, "plan", "--cities", "Toronto", "--topics", "hockey",
-                 "--inventory", str(LOCAL_INVENTORY), "--check")
+    # The package looks in no checkout: an inventory outside any project (no
+    # ansible.cfg above it) has no roles beside it, the default --roles
+    # (ansible/roles) does not exist here, and the variable it would give is named.
+    copied = elsewhere / "inventory-copy"
+    shutil.copytree(LOCAL_INVENTORY, copied)
+    result = run(installed, elsewhere, "-i", str(copied), "plan", "--cities", "Toronto",
+                 "--topics", "hockey", "--check")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "kafka_port: not set for kafka1" in result.stderr
     assert "ansible/roles/kafka/defaults/main.yml" in result.stderr
