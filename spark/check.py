@@ -338,11 +338,14 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
               job: str, shift_to: datetime | str | None, timeout: float,
               rate: float | None = None,
               on_progress: Callable[[int, int], None] = lambda done, total: None,
-              poll_seconds: float = 1.0) -> CheckRun:
+              poll_seconds: float = 1.0,
+              copies: tuple[str | None, ...] = (None,)) -> CheckRun:
     """Replay ``file``, wait for the job to catch up, compare (see the module's doc).
 
     ``shift_to``: where the first post goes, :data:`AUTO` (:func:`placement`), or
-    None to keep the file's times.
+    None to keep the file's times. ``copies``: the producer copies that deliver the
+    file, each all of it, as redundant producers do (a name stamps the records as
+    that copy's; None, the default, is one plain replay).
     """
     windows = job_windows(store, job)
     run_started = datetime.now(UTC)
@@ -367,9 +370,13 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
         replayed = Path(work) / file.name
         replayed.write_bytes(b"\n".join(lines) + b"\n")
         first = end_offsets(bootstrap_servers, topic)
-        summary, _ = run_replay(replayed, rate=rate, tweets_topic=topic, sink_factory=lambda m:
-                                KafkaSink(KafkaSettings(bootstrap_servers,
-                                                        client_id="evilnet-check"), m))
+        unacknowledged = 0
+        for producer in copies:
+            summary, _ = run_replay(replayed, rate=rate, tweets_topic=topic, producer=producer,
+                                    sink_factory=lambda m: KafkaSink(KafkaSettings(
+                                        bootstrap_servers, client_id="evilnet-check"), m))
+            unacknowledged += summary.unacknowledged
+        summary.unacknowledged = unacknowledged
     if summary.unacknowledged:
         raise CheckError(f"{summary.unacknowledged} records were not acknowledged by Kafka")
     target = end_offsets(bootstrap_servers, topic)

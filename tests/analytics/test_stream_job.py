@@ -186,3 +186,34 @@ def test_stream_job_health_follows_the_plain_count_baseline(store, cassandra_hos
     store.write_progress("windows-only-probe", JOB_QUERIES[0], 0, {0: 5}, 5, 0, 0, None,
                          json.dumps({"plain_count": False}), now)
     assert not healthy("windows-only-probe")
+
+
+def test_two_producer_copies_delivering_every_post_count_it_once(test_job, store, timeline,
+                                                                  tmp_path) -> None:
+    """Redundant producers (planner_redundancy 2): both copies deliver every post, as
+    version-2 records naming each copy; the tables still count each post once."""
+    lines = acceptance_lines(timeline.take(), seed=41)
+    copies = ("app-1@producer1", "app-1@producer2")
+    before = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic).values())
+    run = run_check(_write(tmp_path, lines), store=store, topic=test_job.topic,
+                    job=test_job.name, bootstrap_servers=test_job.bootstrap.split(","),
+                    shift_to=None, timeout=420, copies=copies)
+    assert run.replay_summary.unacknowledged == 0
+    written = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic).values()) - before
+    assert written == len(copies) * len(lines), "every line delivered by both copies"
+    producers = _producers_of(test_job)
+    assert producers == set(copies)
+    assert run.comparison.differences() == {}
+
+
+def _producers_of(test_job) -> set[str]:
+    """The producer copies named by the test topic's records (a plain replay names none)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(test_job.topic, bootstrap_servers=test_job.bootstrap.split(","),
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000,
+                             enable_auto_commit=False)
+    try:
+        return {json.loads(record.value).get("producer") for record in consumer} - {None}
+    finally:
+        consumer.close()
