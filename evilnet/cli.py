@@ -13,6 +13,7 @@ Exit status, for every subcommand (README, "Exit status"):
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -105,6 +106,10 @@ class EvilnetGroup(click.Group):
             return super().invoke(ctx)
         except click.exceptions.Exit:
             raise
+        except BrokenPipeError:
+            # The reader left (`| head`): nothing more to say, and nowhere to say it.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception as error:
             line = _one_line(error, ctx.meta.get("evilnet.where", {}))
             if line is None:
