@@ -68,8 +68,9 @@ def test_every_statement_runs_against_cassandra(store) -> None:
                                        prepared.column_metadata])
         ran.append(name)
     assert len(ran) == len(Statements().all()) >= 20
-    # What the sample values wrote is read back by the reading statements.
-    assert store.topics("Montréal") == ["Montréal"]
+    # What the sample values wrote is read back by the reading statements (the keyspace
+    # is the analytics tests': other tests' topics of Montréal may be there too).
+    assert "Montréal" in store.topics("Montréal")
 
 
 def test_schema_apply_is_versioned_and_idempotent(cassandra_host: str, keyspace: str,

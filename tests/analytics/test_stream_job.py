@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -200,20 +201,23 @@ def test_two_producer_copies_delivering_every_post_count_it_once(test_job, store
                     shift_to=None, timeout=420, copies=copies)
     assert run.replay_summary.unacknowledged == 0
     written = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic).values()) - before
-    assert written == len(copies) * len(lines), "every line delivered by both copies"
-    producers = _producers_of(test_job)
-    assert producers == set(copies)
+    delivered = _deliveries_by_producer(test_job)
+    assert set(delivered) == set(copies)
+    # A post of two cities is a record per city: each copy wrote the same records.
+    assert delivered[copies[0]] == delivered[copies[1]] == written / 2 >= len(lines)
     assert run.comparison.differences() == {}
 
 
-def _producers_of(test_job) -> set[str]:
-    """The producer copies named by the test topic's records (a plain replay names none)."""
+def _deliveries_by_producer(test_job) -> Counter:
+    """Records of the test topic per producer copy that wrote them (a plain replay names none)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(test_job.topic, bootstrap_servers=test_job.bootstrap.split(","),
                              auto_offset_reset="earliest", consumer_timeout_ms=5000,
                              enable_auto_commit=False)
     try:
-        return {json.loads(record.value).get("producer") for record in consumer} - {None}
+        named = Counter(json.loads(record.value).get("producer") for record in consumer)
     finally:
         consumer.close()
+    del named[None]
+    return named
