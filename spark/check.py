@@ -39,6 +39,7 @@ from evilnet.producer.sink import KafkaSettings, KafkaSink
 from evilnet.schema import JOB_QUERIES, METRICS
 from evilnet.spark import reference
 from evilnet.spark.store import CassandraStore
+from evilnet.waiting import poll_until
 
 # --shift-to's default: see :func:`placement`.
 AUTO = "auto"
@@ -382,15 +383,17 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
     target = end_offsets(bootstrap_servers, topic)
     total = sum(end - first.get(p, 0) for p, end in target.items())
     started = time.monotonic()
-    while True:
+
+    def records_left() -> int:
         left = max(consumed(store, job, target).values())
         on_progress(total - min(left, total), total)
-        if left == 0:
-            break
-        if time.monotonic() - started > timeout:
-            raise CheckError(f"the job {job!r} did not catch up within {timeout:g} s: {left} of "
-                             f"{total} records not consumed yet")
-        time.sleep(poll_seconds)
+        return left
+
+    caught_up_now, left = poll_until(records_left, lambda left: left == 0, timeout,
+                                     interval=poll_seconds)
+    if not caught_up_now:
+        raise CheckError(f"the job {job!r} did not catch up within {timeout:g} s: {left} of "
+                         f"{total} records not consumed yet")
     caught_up = time.monotonic() - started
     after = read_rows(store, expected)
     # Whatever the job consumed since `start` other than this run is in Kafka below

@@ -20,6 +20,7 @@ from supervised import service_pid
 from evilnet.contracts import TWEETS_TOPIC
 from evilnet.platform.inventory import Inventory
 from evilnet.platform.playbook import run_playbook
+from evilnet.waiting import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCER_HOST_ROOT = REPO_ROOT / ".run" / "hosts" / "producer1"
@@ -91,17 +92,15 @@ def _cities_in_cassandra(cassandra: str, since: datetime, want: set[str],
     Such a window holds only posts created after ``since``: the simulator stamps posts
     with the time it sends them.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+    def cities() -> set[str]:
         result = subprocess.run(
             [str(BIN / "evilnet"), "query", "windows", "--cassandra", cassandra,
              "--from", since.isoformat(), "--to", (since + timedelta(hours=1)).isoformat(),
              "--format", "json"], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
-        seen = {row["city"] for row in json.loads(result.stdout)}
-        if want <= seen or time.monotonic() > deadline:
-            return seen
-        time.sleep(10)
+        return {row["city"] for row in json.loads(result.stdout)}
+
+    return poll_until(cities, lambda seen: want <= seen, timeout, interval=10)[1]
 
 
 def _next_minute(moment: datetime) -> datetime:

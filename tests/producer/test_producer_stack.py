@@ -35,6 +35,7 @@ from evilnet.contracts import (
 from evilnet.producer.generator import synthesize, synthetic_rules
 from evilnet.producer.metrics import RECONNECTS
 from evilnet.producer.routing import Line, Router
+from evilnet.waiting import poll_until
 
 pytestmark = pytest.mark.stack
 
@@ -60,14 +61,14 @@ def read_topic(bootstrap: str, topic: str, *, at_least: int = 0,
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+        def partition_ends() -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
             partitions = [TopicPartition(topic, p)
                           for p in consumer.partitions_for_topic(topic) or ()]
-            ends = consumer.end_offsets(partitions) if partitions else {}
-            if sum(ends.values()) >= at_least or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return partitions, consumer.end_offsets(partitions) if partitions else {}
+
+        _, (partitions, ends) = poll_until(
+            partition_ends, lambda found: sum(found[1].values()) >= at_least, timeout,
+            interval=0.2)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         records: list[tuple[bytes | None, bytes]] = []
