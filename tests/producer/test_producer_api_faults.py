@@ -192,7 +192,11 @@ def test_each_disconnect_type_is_counted_and_reconnected_at_once(
         simulator.fault(kind="disconnect", disconnect_type=disconnect_type)
         wait_until(lambda: stream.connections >= 2, what="the reconnect")
 
-    assert stream.policy.history == [Wait(ReconnectCause.DROPPED, 0.0)]
+    # At once after the notice; a redial that meets the server still closing the old
+    # socket is a plain network retry (seen once in 26 for UpstreamUncleanDisconnect).
+    first, *retries = stream.policy.history
+    assert first == Wait(ReconnectCause.DROPPED, 0.0)
+    assert all(wait.cause is ReconnectCause.NETWORK for wait in retries), retries
     assert stream._metrics.value(DISCONNECTS + "_total", disconnect_type=disconnect_type) == 1
     notice = next(json.loads(line.data) for line in lines if line.data.startswith(b'{"errors"'))
     assert notice["errors"][0]["disconnect_type"] == disconnect_type
