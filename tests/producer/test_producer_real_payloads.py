@@ -9,7 +9,7 @@ import http.server
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,10 +138,12 @@ def test_real_in_stream_disconnect_notices_are_notices_not_dead_letters(entry: s
 # --- the rules calls meet the real rules responses -----------------------------------
 
 @contextmanager
-def _serving(status: int, body: bytes) -> Iterator[str]:
+def _serving(answer: Callable[[str, str], tuple[int, bytes]]) -> Iterator[str]:
+    """A loopback HTTP server answering each request with ``answer(method, path)``."""
     class Answer(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, body = answer(self.command, self.path.split("?")[0])
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -162,6 +164,14 @@ def _serving(status: int, body: bytes) -> Iterator[str]:
         server.server_close()
 
 
+def _always(status: int, body: bytes):
+    return _serving(lambda _method, _path: (status, body))
+
+
+def _routes(bodies: dict[str, bytes]):
+    return _serving(lambda method, path: (200, bodies[f"{method} {path}"]))
+
+
 def _json_body(entry: dict) -> bytes:
     return json.dumps(entry["body"], ensure_ascii=False).encode()
 
@@ -169,7 +179,7 @@ def _json_body(entry: dict) -> bytes:
 @pytest.mark.parametrize("entry", ["R-U2", "R-A-get_rules"])
 def test_real_get_rules_pages_are_read_whole(entry: str) -> None:
     sample = RULES_RESPONSES[entry]
-    with _serving(200, _json_body(sample)) as url:
+    with _always(200, _json_body(sample)) as url:
         rules = fetch_all_rules(rules_client(url, SecretStr(TOKEN)))
 
     assert [(rule.id, rule.value) for rule in rules] == [
@@ -216,36 +226,10 @@ def test_real_answers_without_errors_are_accepted(entry: str) -> None:
 
 def test_a_real_invalid_request_answer_is_a_reconcile_error() -> None:
     sample = RULES_RESPONSES["R-A-delete_error"]
-    with _serving(400, _json_body(sample)) as url, \
+    with _always(400, _json_body(sample)) as url, \
             pytest.raises(RuleReconcileError, match="refused a rules call"):
         reconcile_rules(rules_client(url, SecretStr(TOKEN)), [Rule(value="x", tag=OUR_TAG)],
                         token_source="test")
-
-
-@contextmanager
-def _routes(bodies: dict[str, bytes]) -> Iterator[str]:
-    class Answer(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            body = bodies[f"{self.command} {self.path.split('?')[0]}"]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- the stream meets the real refusals -----------------------------------------------
