@@ -14,8 +14,10 @@ def test_production_datasources_name_every_cassandra_node_and_prometheus(tmp_pat
     render_for_production("grafana", "datasources.yaml.j2", target)
     config = yaml.safe_load(target.read_text())
     by_uid = {source["uid"]: source for source in config["datasources"]}
-    assert by_uid[generator.CASSANDRA.uid]["url"] == (
-        "10.20.3.11:9042,10.20.3.12:9042,10.20.3.13:9042")
+    # The Cassandra plugin (3.3.0) takes its hosts as strings.Split(url, ";") and
+    # nothing else: every node must come out of that split, as host:port.
+    cassandra_url = by_uid[generator.CASSANDRA.uid]["url"]
+    assert cassandra_url.split(";") == ["10.20.3.11:9042", "10.20.3.12:9042", "10.20.3.13:9042"]
     assert by_uid[generator.PROMETHEUS.uid]["url"] == "http://10.20.6.10:9090"
     assert "secureJsonData" not in by_uid[generator.CASSANDRA.uid]  # no password set
 
