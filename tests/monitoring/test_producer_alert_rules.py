@@ -38,9 +38,11 @@ def test_the_monthly_post_cap_alerts_at_80_percent_only_where_a_cap_is_set(
              "values": "0+10x120"},
             {"series": f"{MONTHLY_POST_CAP}{{{labels}}}", "values": f"{cap}x120"},
         ]
+    # The role's default window: 7 days, scaled to 30. The pace reaches 80 % of the cap
+    # (800 a month) at 800 * 7 / 30 = 186.7 posts: not at 180 (18 min), at 210 (21 min),
+    # on pace for 210 * 30 / 7 = 900 posts.
     near = {"exp_labels": {"severity": "warning", "shard": "app-1"},
-            "exp_annotations": {"summary": "app-1 received 1000 posts in 30 days: 80 % of the "
-                                           "monthly post cap"}}
-    # 600 posts after an hour: 60 % of the cap; 1,000 after 100 minutes.
-    promtool_test_rules(tmp_path, series, [("60m", "ProducerMonthlyPostCapNear", []),
-                                      ("100m", "ProducerMonthlyPostCapNear", [near])])
+            "exp_annotations": {"summary": "app-1 is on pace for 900 posts in 30 days: 80 % "
+                                           "of the monthly post cap or more"}}
+    promtool_test_rules(tmp_path, series, [("18m", "ProducerMonthlyPostCapNear", []),
+                                      ("21m", "ProducerMonthlyPostCapNear", [near])])
