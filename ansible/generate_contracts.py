@@ -7,8 +7,8 @@ The roles name the pipeline's Kafka topics, its Cassandra keyspace and its metri
 names (and the X API access level a plan assumes) through these variables
 (``evilnet_contract_*``), never by writing the value:
 a rename in ``evilnet/contracts.py``, ``evilnet/schema.py``, ``producer/metrics.py``,
-``spark/metrics.py`` or ``evilnet/platform/footprint_metrics.py`` reaches every role
-when this file is regenerated, and a test fails while it is not.
+``spark/metrics.py``, ``evilnet/platform/footprint_metrics.py`` or ``footprint.py``
+reaches every role when this file is regenerated, and a test fails while it is not.
 
 The file sits in ``ansible/playbooks/group_vars/all/``: Ansible loads a playbook's
 ``group_vars`` for every play of the playbooks in that directory, whichever the
@@ -24,7 +24,7 @@ from types import ModuleType
 import yaml
 
 from evilnet import contracts, generated, schema
-from evilnet.platform import footprint_metrics
+from evilnet.platform import footprint, footprint_metrics
 from evilnet.producer import metrics as producer_metrics
 from evilnet.spark import metrics as job_metrics
 
@@ -67,6 +67,11 @@ def sections() -> list[tuple[str, dict[str, object]]]:
          "share of a limit it alerts at.",
          {"evilnet_contract_footprint_metrics": metric_names(footprint_metrics),
           "evilnet_contract_footprint_alert_share": footprint_metrics.ALERT_SHARE}),
+        ("The host variables the footprint's limits are read from, each mapped to the role\n"
+         "whose default applies where the inventory sets none (evilnet/platform/\n"
+         "footprint.py LIMIT_VARIABLES): the prometheus role renders them per measured\n"
+         "host into the exporter's hosts file.",
+         {"evilnet_contract_footprint_variables": dict(footprint.LIMIT_VARIABLES)}),
     ]
 
 

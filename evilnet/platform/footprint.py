@@ -2,9 +2,12 @@
 service, against their limits (the seed's section 6: "ideally the peak usage should
 be 80 % of the total resource limit").
 
-Measured on the machine it runs on, for the inventory's hosts whose root
-(``evilnet_root``) is here: every host of the local stack, or the one host a
-production service runs it on.
+Measured on the machine it runs on, for the hosts whose root (``evilnet_root``) is
+here: every host of the local stack, or, on real hosts, only the host it runs on
+(it reads this machine's ``/proc`` and disks; nothing else's). The hosts and their
+limits come from the inventory (``evilnet footprint``, on the controller), or from
+a :class:`HostsFile` the prometheus role writes beside the exporter it runs
+(``evilnet footprint --hosts-file FILE --serve ...``: no Ansible on the host).
 
 - **memory**: the resident memory (RSS) of a service's processes. A service is what
   supervisord runs (its children carry ``SUPERVISOR_PROCESS_NAME`` and the socket
@@ -19,7 +22,7 @@ production service runs it on.
   ``runtime_disk_limit`` (runtime role). Kafka's topics are bounded by time
   (retention.ms), not bytes, so the host's limit is the one that applies.
 
-``render()`` prints the report; :class:`FootprintCollector` serves the same numbers
+``rows()`` are the report's table; :class:`FootprintCollector` serves the same numbers
 to Prometheus (metric names: :mod:`evilnet.platform.footprint_metrics`).
 """
 
@@ -31,6 +34,7 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from evilnet.platform import footprint_metrics as names
 from evilnet.platform.inventory import Inventory, InventoryError
@@ -51,6 +55,13 @@ HEAPS: dict[str, tuple[tuple[str, str], ...]] = {
     # The driver runs in the job's process tree (client mode).
     "stream-job": (("stream_job_driver_memory", "stream_job"),),
 }
+# Every host variable the limits are read from, with the role whose default applies
+# where the inventory sets none: what a HostsFile holds for each host (the prometheus
+# role renders it from this list, through ansible/generate_contracts.py).
+LIMIT_VARIABLES: tuple[tuple[str, str], ...] = (
+    ("runtime_disk_limit", "runtime"),
+    *dict.fromkeys(pair for pairs in HEAPS.values() for pair in pairs),
+)
 # The stores' own files inside their data directory: (service, part, file pattern).
 STORE_PARTS = (
     ("kafka", "segments", "**/*.log"),
@@ -97,6 +108,43 @@ class Usage:
 
 
 # --- where the hosts are ------------------------------------------------------------
+
+class Variables(Protocol):
+    """Where the hosts' limits are read: an Inventory, or a HostsFile."""
+
+    def var(self, host: str, name: str, role: str) -> object: ...
+
+
+@dataclass(frozen=True)
+class HostsFile:
+    """The hosts an exporter measures, as the prometheus role writes them on its host
+    (``prometheus_footprint_hosts_file``): a JSON object, each host's name to its
+    ``evilnet_root`` and the LIMIT_VARIABLES, rendered by Ansible (the role's
+    default where the inventory sets none)."""
+
+    path: Path
+    hostvars: dict[str, dict[str, object]]
+
+    @classmethod
+    def load(cls, path: Path) -> HostsFile:
+        hostvars = json.loads(path.read_text())
+        if not isinstance(hostvars, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("evilnet_root"), str)
+                for v in hostvars.values()):
+            raise FootprintError("not a hosts file: each host needs its evilnet_root")
+        return cls(path, hostvars)
+
+    def var(self, host: str, name: str, role: str) -> object:
+        try:
+            return self.hostvars[host][name]
+        except KeyError:
+            raise InventoryError(f"{name}: not in {self.path} for {host}") from None
+
+    def roots(self) -> dict[str, Path]:
+        """Each host's root, for the hosts whose root is on this machine."""
+        return {host: Path(str(v["evilnet_root"])) for host, v in self.hostvars.items()
+                if Path(str(v["evilnet_root"])).is_dir()}
+
 
 def host_roots(inventory: Inventory) -> dict[str, Path]:
     """Each host's ``evilnet_root`` as Ansible renders it, for the hosts whose root is
@@ -171,7 +219,7 @@ def _memory_max(cgroup: str | None) -> int | None:
     return int(text) if text and text.strip().isdigit() else None
 
 
-def _heap(inventory: Inventory, host: str, service: str) -> int | None:
+def _heap(inventory: Variables, host: str, service: str) -> int | None:
     if service not in HEAPS:
         return None
     try:
@@ -181,7 +229,7 @@ def _heap(inventory: Inventory, host: str, service: str) -> int | None:
         return None  # not set, or a template only a play resolves
 
 
-def memory(inventory: Inventory, roots: dict[str, Path],
+def memory(inventory: Variables, roots: dict[str, Path],
            proc: Path = Path("/proc")) -> list[Usage]:
     services: dict[tuple[str, str], _Service] = {}
     for entry in proc.iterdir():
@@ -221,7 +269,7 @@ def tree_size(path: Path, pattern: str = "**/*") -> int:
     return total
 
 
-def disk(inventory: Inventory, roots: dict[str, Path]) -> list[Usage]:
+def disk(inventory: Variables, roots: dict[str, Path]) -> list[Usage]:
     usages = []
     for host, root in sorted(roots.items()):
         try:
@@ -248,10 +296,7 @@ def disk(inventory: Inventory, roots: dict[str, Path]) -> list[Usage]:
     return usages
 
 
-def footprint(inventory: Inventory) -> list[Usage]:
-    roots = host_roots(inventory)
-    if not roots:
-        raise FootprintError("no host of the inventory has its root on this machine")
+def footprint(inventory: Variables, roots: dict[str, Path]) -> list[Usage]:
     return memory(inventory, roots) + disk(inventory, roots)
 
 
@@ -288,9 +333,9 @@ def rows(usages: Iterable[Usage]) -> Iterator[tuple[str, ...]]:
 class FootprintCollector:
     """A prometheus-client collector measuring the footprint at every scrape."""
 
-    def __init__(self, inventory: Inventory) -> None:
+    def __init__(self, inventory: Variables, roots: dict[str, Path]) -> None:
         self.inventory = inventory
-        self.roots = host_roots(inventory)
+        self.roots = roots
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily

@@ -27,27 +27,44 @@ def _listen(value: str) -> tuple[str, int]:
 @inventory_options
 @click.option("--format", "output", type=click.Choice(fp.FORMATS), default="table",
               show_default=True)
+@click.option("--hosts-file", "hosts_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="Measure the hosts of this file, not the inventory's: their roots and "
+                   "limits as the prometheus role writes them beside the exporter it runs "
+                   "(no inventory or Ansible needed).")
 @click.option("--serve", "listen", metavar="ADDRESS:PORT", default=None,
               help="Serve the footprint to Prometheus instead (measured at every scrape).")
 @click.option("--announce", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --serve: write this Prometheus file_sd target file (the "
                    "prometheus role's footprint job reads targets/footprint.json).")
-def footprint(output: str, listen: str | None, announce: Path | None) -> None:
+def footprint(output: str, hosts_file: Path | None, listen: str | None,
+              announce: Path | None) -> None:
     """Memory (RSS) and disk per host and service against their limits, with the share
     in use; '!' marks an alerted share of 80 % or more.
 
-    Measures the inventory's hosts whose root is on this machine (every host of the
-    local stack). Exit 0; 2 if the footprint cannot be measured.
+    Measures the hosts of the inventory (or of --hosts-file) whose root is on this
+    machine: every host of the local stack; on real hosts, the host it runs on only.
+    Exit 0; 2 if the footprint cannot be measured.
     """
     stack = click.get_current_context().find_object(Stack)
+    source = hosts_file or stack.inventory
     try:
-        inventory = Inventory.of(stack)
+        variables: fp.Variables
+        if hosts_file:
+            variables = fp.HostsFile.load(hosts_file)
+            roots = variables.roots()
+        else:
+            variables = Inventory.of(stack)
+            roots = fp.host_roots(variables)
+        if not roots:
+            raise fp.FootprintError("no host has its root on this machine")
         if listen:
-            _serve(inventory, *_listen(listen), announce)
+            _serve(variables, roots, *_listen(listen), announce)
             return
-        usages = fp.footprint(inventory)
+        usages = fp.footprint(variables, roots)
     except (InventoryError, fp.FootprintError) as error:
-        click.echo(f"evilnet footprint: {error} ({stack.inventory})", err=True)
+        click.echo(f"evilnet footprint: {error} ({source})", err=True)
         sys.exit(2)
     except OSError as error:  # --serve: the address is taken or not this machine's
         click.echo(f"evilnet footprint: cannot serve: {error.strerror} ({listen})", err=True)
@@ -62,11 +79,12 @@ def footprint(output: str, listen: str | None, announce: Path | None) -> None:
     Console(width=max(120, Console().width)).print(table)
 
 
-def _serve(inventory: Inventory, address: str, port: int, announce: Path | None) -> None:
+def _serve(variables: fp.Variables, roots: dict[str, Path], address: str, port: int,
+           announce: Path | None) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
-    registry.register(fp.FootprintCollector(inventory))
+    registry.register(fp.FootprintCollector(variables, roots))
     server, thread = start_http_server(port, addr=address, registry=registry)
     if announce:
         fp.announce(announce, address, port)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from monitoring_helpers import BIN, MONITOR_ROOT, REPO_ROOT, promtool_test_rules
 from stack_guard import prometheus_query
+from supervised import running_programs, supervisorctl
 
 from evilnet.platform import footprint as fp
 from evilnet.platform import footprint_metrics as names
@@ -94,6 +95,32 @@ def test_memory_is_the_rss_of_what_a_hosts_supervisor_runs(tmp_path: Path) -> No
     assert (kafka.limit, kafka.source, kafka.alerted) == (256 * MIB, "heap", False)
 
 
+def test_a_hosts_file_is_measured_without_an_inventory(tmp_path: Path) -> None:
+    """The prometheus role's exporter reads its hosts and limits from the file the role
+    writes (the host has no inventory and no Ansible); a root not on this machine is
+    skipped."""
+    root = tmp_path / "h1"
+    _write(root / "data" / "zookeeper" / "version-2" / "snapshot.0", 3 * MIB)
+    hosts = tmp_path / "footprint-hosts.json"
+    hosts.write_text(json.dumps({
+        "h1": {"evilnet_root": str(root), "runtime_disk_limit": "4m"},
+        "elsewhere": {"evilnet_root": str(tmp_path / "not-here"), "runtime_disk_limit": "4m"}}))
+    report = subprocess.run([str(BIN / "evilnet"), "-i", "/nonexistent", "footprint",
+                             "--hosts-file", str(hosts), "--format", "json"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert report.returncode == 0, report.stderr
+    usages = json.loads(report.stdout)
+    (total,) = [u for u in usages if u["part"] == "total"]
+    assert (total["host"], total["limit"]) == ("h1", 4 * MIB)
+    assert total["share"] == pytest.approx(0.75, abs=0.02) and total["alerted"]
+    hosts.write_text(json.dumps({"h1": {"runtime_disk_limit": "4m"}}))
+    broken = subprocess.run([str(BIN / "evilnet"), "footprint", "--hosts-file", str(hosts)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert broken.returncode == 2
+    assert broken.stderr == ("evilnet footprint: not a hosts file: each host needs its "
+                             f"evilnet_root ({hosts})\n")
+
+
 # --- the alerts, as the role renders them --------------------------------------------
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
@@ -163,25 +190,52 @@ def test_the_report_covers_every_host_of_the_local_stack(stack) -> None:
     assert len(kafka) == len(stack.groups["kafka"]) and all(u["used"] > 0 for u in kafka)
 
 
+# The exporter the prometheus role runs (tasks/footprint.yml), as supervisord names it.
+EXPORTER_PROGRAM = "footprint-exporter"
+
+
 @pytest.mark.stack
+def test_the_prometheus_host_runs_the_footprint_exporter(stack, prometheus_url: str) -> None:
+    """make up leaves the exporter running and scraped: every host's disk and the
+    services' memory are in Prometheus, with the local inventory's limits."""
+    monitor = stack.groups["prometheus"][0]
+    assert EXPORTER_PROGRAM in running_programs(monitor)
+    hosts = {host for group in stack.groups.values() for host in group}
+    limits = wait_for(lambda: prometheus_query(prometheus_url, names.DISK_LIMIT), 120,
+                      what="the footprint series in Prometheus", interval=5)
+    expected = fp.parse_size(stack.var(monitor, "runtime_disk_limit", "runtime"))
+    assert {r["metric"]["host"]: float(r["value"][1]) for r in limits} == dict.fromkeys(
+        hosts, expected)
+    kafka = prometheus_query(prometheus_url, f'{names.MEMORY_USED}{{service="kafka"}}')
+    assert {r["metric"]["host"] for r in kafka} == set(stack.groups["kafka"])
+
+
+@pytest.mark.stack
+@pytest.mark.disruptive
 def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus_url: str,
                                                    tmp_path: Path) -> None:
     """zk1 given a 128 KiB disk limit (its data alone is more): the exporter's series reach
     the local Prometheus, and the disk alert becomes pending there (promtool above
-    checks that it fires once pending for prometheus_alert_for)."""
+    checks that it fires once pending for prometheus_alert_for).
+
+    The service's exporter is stopped meanwhile (two exporters would announce one
+    file and serve one port), and started again after."""
     rules = MONITOR_ROOT / "etc" / "prometheus" / "evilnet.rules.yml"
     if "FootprintDiskAbove80Percent" not in rules.read_text():
         pytest.fail("the stack's Prometheus has no footprint rules: run the monitoring play "
                     "(ansible-playbook -i inventories/local ansible/playbooks/monitoring.yml)")
     inventory = _inventory_with_a_tiny_disk_limit(tmp_path, "zk1", "128k")
-    monitor = stack.address(stack.groups["prometheus"][0])
+    monitor = stack.groups["prometheus"][0]
+    listen = (f"{stack.address(monitor)}:"
+              f"{stack.var(monitor, 'prometheus_footprint_port', 'prometheus')}")
     targets = MONITOR_ROOT / "etc" / "prometheus" / "targets" / "footprint.json"
+    supervisorctl(monitor, "stop", EXPORTER_PROGRAM)
     exporter = subprocess.Popen(
-        [str(BIN / "evilnet"), "footprint", "-i", str(inventory), "--serve", f"{monitor}:9119",
+        [str(BIN / "evilnet"), "footprint", "-i", str(inventory), "--serve", listen,
          "--announce", str(targets)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
-        # The limit this exporter serves (not one a previous run left, until it is stale).
+        # The limit this exporter serves (not the service's, until that one is stale).
         wait_for(lambda: prometheus_query(
             prometheus_url, f'{names.DISK_LIMIT}{{host="zk1"}} == {128 * 1024}'), 120,
             what="the footprint series in Prometheus", interval=5)
@@ -201,7 +255,10 @@ def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus_url: str,
         exporter.send_signal(signal.SIGTERM)
         try:
             exporter.wait(timeout=30)
-        finally:
+        except subprocess.TimeoutExpired:
             exporter.kill()
-            targets.unlink(missing_ok=True)
-    assert not targets.exists()
+            exporter.wait()
+        # It removed its target file on exit; the service writes its own on start.
+        removed = not targets.exists()
+        supervisorctl(monitor, "start", EXPORTER_PROGRAM)
+    assert removed
