@@ -11,7 +11,8 @@ PLAYBOOK    := $(BIN)/ansible-playbook -i $(INVENTORY)
 JAVA17_HOME := /usr/lib/jvm/java-17-openjdk-amd64
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help prerequisites venv stage up down status test lint
+.PHONY: help prerequisites venv stage up down status test lint \
+        cluster-prerequisites cluster-up cluster-down cluster-status
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,3 +57,27 @@ lint: venv  ## ruff and ansible-lint (production profile)
 
 test: up  ## The whole test suite, against the stack `make up` brought up
 	$(BIN)/pytest
+
+# The test bed (testbed/, README's "The test bed"): the hosts of inventories/cluster
+# as separate Debian 12 machines under systemd-nspawn, reached over SSH. As root.
+# CLUSTER_HOSTS="zk-1 zk-2" acts on those hosts only.
+CLUSTER_HOSTS ?=
+
+cluster-prerequisites:  ## systemd-nspawn, debootstrap and ssh through apt, when missing (Debian 12)
+	@missing=""; \
+	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing through apt:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+cluster-up: cluster-prerequisites venv  ## Boot the test bed's hosts (rootfs built once) and wait for SSH
+	$(BIN)/python -m testbed up $(CLUSTER_HOSTS)
+
+cluster-down: venv  ## Stop and remove the test bed's hosts and bridge (the cached rootfs stays)
+	$(BIN)/python -m testbed down $(CLUSTER_HOSTS)
+
+cluster-status: venv  ## Each test bed host: down, no SSH answer, or its systemd state
+	$(BIN)/python -m testbed status $(CLUSTER_HOSTS)
