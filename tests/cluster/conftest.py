@@ -1,0 +1,49 @@
+"""The cluster tier: the test bed of separate hosts (testbed/, `make cluster-up`).
+
+Its tests are marked ``cluster`` and run only when ``-m`` names the marker
+(``pytest -m cluster tests/cluster``): a plain ``pytest``, ``make test`` and
+``-m "not stack"`` leave them out, since the bed boots fifteen machines.
+
+The session fixture brings the bed up through its own command line (``python -m
+testbed up``, idempotent: a bed already up is only checked) and leaves it up for the
+next run; ``make cluster-down`` removes it. ``EVILNET_CLUSTER_HOSTS="zk-1 zk-2"``
+limits the bed and the tests to those hosts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cluster_helpers import REPO_ROOT, Cluster, bring_up
+
+from evilnet.platform.inventory import Inventory
+
+CLUSTER_INVENTORY = REPO_ROOT / "inventories" / "cluster"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.cluster)
+    # Only an -m naming the marker selects the tier.
+    if "cluster" in (config.option.markexpr or ""):
+        return
+    left_out = [item for item in items if item.get_closest_marker("cluster")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("cluster")]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """The bed, every host booted and answering SSH (else the test fails with why)."""
+    inventory = Inventory.load(CLUSTER_INVENTORY, roles=REPO_ROOT / "ansible" / "roles")
+    chosen = tuple(os.environ.get("EVILNET_CLUSTER_HOSTS", "").split())
+    result = bring_up(chosen)
+    if result.returncode != 0:
+        pytest.fail(f"the test bed did not come up:\n{result.stdout}{result.stderr}",
+                    pytrace=False)
+    return Cluster(inventory, chosen or tuple(sorted(inventory.hostvars)))
