@@ -1,7 +1,8 @@
 """The bed as a whole: up, down and status of every declared host, in parallel.
 
 ``up`` is idempotent: a host whose machine runs is left as it is (only asked over
-SSH whether it is ready), so a second ``up`` changes nothing. It returns once every
+SSH whether it is ready), so a second ``up`` changes nothing; a host whose machine
+stopped boots again with its disk. It returns once every
 host answers SSH as the deploy user and its systemd has finished booting.
 ``down`` stops and removes the machines, their namespaces and the bridge; the cached
 rootfs and the controller's key stay for the next ``up``.
@@ -54,7 +55,9 @@ def up(hosts: list[Host], paths: layout.Paths, say: Callable[[str], None] = prin
         network.ensure_host_network(machine.host)
         if machine.pid() is not None:
             return "already up"
-        machine.stop()  # the remains of a machine that is no longer running, if any
+        # A machine that stopped (or whose nspawn was killed) boots again with its
+        # disk, as a real host does after a crash.
+        machine.halt()
         machine.prepare(hosts)
         machine.start()
         return "booting"
@@ -81,7 +84,7 @@ def down(hosts: Iterable[Host], paths: layout.Paths, say: Callable[[str], None] 
     def remove(host: Host) -> bool:
         machine = Machine(host, paths)
         was_running = machine.pid() is not None
-        machine.stop()
+        machine.remove()
         network.remove_host_network(host)
         return was_running
 

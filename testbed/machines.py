@@ -131,24 +131,29 @@ class Machine:
 
     # Stopping and removing ------------------------------------------------------
 
-    def stop(self) -> None:
-        """Shut the machine down (SIGKILL after a grace period) and remove it."""
+    def halt(self) -> None:
+        """Shut the machine down, keeping its disk (the overlay's upper dir). nspawn
+        gets a grace period to halt it; whatever is left in the machine's cgroups then
+        is killed (all of it, even when nspawn was killed and left its payload behind)."""
         pid = self.pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + _STOP_SECONDS
             while self.pid() is not None and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if self.pid() is not None:
-                os.kill(pid, signal.SIGKILL)
-                while self.pid() is not None:
-                    time.sleep(0.1)
+        cgroups = cgroup_dirs(self.host.name)
+        for cgroup in cgroups:
+            _kill_cgroup(cgroup)
         if self.is_mounted():
             subprocess.run(["umount", str(self.root)], check=True)
-        for cgroup in cgroup_dirs(self.host.name):
+        for cgroup in cgroups:
             _remove_cgroup(cgroup)
         # nspawn leaves its mount-propagation directory when /run is not a tmpfs.
         shutil.rmtree(_NSPAWN_PROPAGATE / self.host.name, ignore_errors=True)
+
+    def remove(self) -> None:
+        """Halt the machine and delete it, disk and all."""
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -158,6 +163,23 @@ def _ids(root: Path, user: str) -> tuple[int, int]:
         if fields[0] == user:
             return int(fields[2]), int(fields[3])
     raise LookupError(f"{user} is not a user of {root}")
+
+
+def _cgroup_pids(cgroup: Path) -> set[int]:
+    pids: set[int] = set()
+    for directory, _, _ in os.walk(cgroup):
+        with suppress(OSError):
+            pids |= {int(line) for line in Path(directory, "cgroup.procs").read_text().split()}
+    return pids
+
+
+def _kill_cgroup(cgroup: Path) -> None:
+    """SIGKILL every process of a cgroup and the ones below it, until none is left."""
+    while pids := _cgroup_pids(cgroup):
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 def _remove_cgroup(cgroup: Path) -> None:
