@@ -26,12 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         parser.error("the bed makes namespaces, mounts and machines: run it as root")
     try:
-        hosts = select(read_hosts(arguments.inventory), arguments.hosts)
+        every_host = read_hosts(arguments.inventory)
+        hosts = select(every_host, arguments.hosts)
     except HostListError as error:
         parser.error(str(error))
     paths = layout.Paths()
     if arguments.action == "up":
-        bed.up(hosts, paths)
+        bed.up(hosts, paths, every_host=every_host)
     elif arguments.action == "down":
         bed.down(hosts, paths, remove_bridge=not arguments.hosts)
     else:

@@ -43,8 +43,15 @@ class HostState:
     state: str | None  # systemctl is-system-running over SSH, None if SSH does not answer
 
 
-def up(hosts: list[Host], paths: layout.Paths, say: Callable[[str], None] = print) -> None:
+def up(hosts: list[Host], paths: layout.Paths, say: Callable[[str], None] = print, *,
+       every_host: list[Host] | None = None) -> None:
+    """Boot ``hosts``; ``every_host`` (default: ``hosts``) is the whole bed, which each
+    host's /etc/hosts names."""
     started = time.monotonic()
+    if not rootfs.is_current(paths) and paths.machines.is_dir() \
+            and any(paths.machines.iterdir()):
+        # The machines' overlays stand on the rootfs: it cannot be rebuilt under them.
+        raise RuntimeError("the rootfs recipe changed: `make cluster-down` first")
     if rootfs.ensure(paths):
         say(f"rootfs built in {time.monotonic() - started:.0f} s: {paths.rootfs}")
     rootfs.ensure_ssh_key(paths)
@@ -58,7 +65,7 @@ def up(hosts: list[Host], paths: layout.Paths, say: Callable[[str], None] = prin
         # A machine that stopped (or whose nspawn was killed) boots again with its
         # disk, as a real host does after a crash.
         machine.halt()
-        machine.prepare(hosts)
+        machine.prepare(every_host or hosts)
         machine.start()
         return "booting"
 
@@ -66,15 +73,12 @@ def up(hosts: list[Host], paths: layout.Paths, say: Callable[[str], None] = prin
         say(f"{machine.host.name:<16} {machine.host.address!s:<14} {outcome}")
     _write_known_hosts(paths)
 
-    def ready(machine: Machine) -> str:
-        return _wait_until_booted(machine.host, paths, machine)
-
-    states = _in_parallel(ready, machines)
+    states = _in_parallel(lambda machine: _wait_until_booted(machine, paths), machines)
     not_ready = [f"{machine.host.name} ({state})"
                  for machine, state in zip(machines, states, strict=True)
                  if state not in BOOTED_STATES]
     if not_ready:
-        raise RuntimeError(f"not booted within {READY_SECONDS} s: {', '.join(not_ready)}; "
+        raise RuntimeError(f"not booted: {', '.join(not_ready)}; "
                            f"see {paths.machines}/<name>/nspawn.log")
     say(f"{len(machines)} hosts answer SSH ({time.monotonic() - started:.1f} s)")
 
@@ -104,14 +108,15 @@ def status(hosts: list[Host], paths: layout.Paths) -> list[HostState]:
     return _in_parallel(probe, hosts)
 
 
-def _wait_until_booted(host: Host, paths: layout.Paths, machine: Machine) -> str:
-    """The host's systemd state once it answers SSH and is done booting."""
+def _wait_until_booted(machine: Machine, paths: layout.Paths) -> str:
+    """The host's systemd state once it answers SSH and is done booting (or why not,
+    after READY_SECONDS)."""
     deadline = time.monotonic() + READY_SECONDS
-    state = "no SSH answer"
+    state = f"no SSH answer within {READY_SECONDS} s"
     while time.monotonic() < deadline:
         if machine.has_exited():
             return "its nspawn exited"
-        state = _system_state(host, paths, wait=True) or "no SSH answer"
+        state = _system_state(machine.host, paths, wait=True) or state
         if state in BOOTED_STATES:
             return state
         time.sleep(0.5)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from contextlib import suppress
 from pathlib import Path
 
 from testbed import layout
@@ -21,9 +23,11 @@ from testbed.hosts import Host
 
 
 def ip(*arguments: str, netns: str | None = None) -> str:
-    prefix = ["ip", "-netns", netns] if netns else ["ip"]
-    return subprocess.run([*prefix, *arguments], capture_output=True, text=True,
-                          check=True).stdout
+    command = ["ip", "-netns", netns, *arguments] if netns else ["ip", *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
+    return result.stdout
 
 
 def _sysctl(setting: str, value: str, netns: str | None = None) -> None:
@@ -81,8 +85,13 @@ def ensure_host_network(host: Host) -> None:
 
 
 def remove_host_network(host: Host) -> None:
-    # Deleting the namespace deletes its eth0, and with it the controller's end.
+    # Deleting the namespace deletes its eth0, and with it (a moment later) the
+    # controller's end; a pair never moved into the namespace is deleted here.
     if netns_exists(host.netns):
         ip("netns", "delete", host.netns)
-    if link_exists(host.veth):
-        ip("link", "delete", host.veth)
+    deadline = time.monotonic() + 5
+    while link_exists(host.veth):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{host.veth} is still there after removing {host.name}")
+        with suppress(RuntimeError):  # gone meanwhile
+            ip("link", "delete", host.veth)
