@@ -61,6 +61,11 @@ def _service_error(error: BaseException) -> tuple[str, str | None] | None:
             return "Cassandra did not answer in time", "Cassandra"
         return f"Cassandra: {error}", "Cassandra"
     if module.startswith("kafka"):
+        from kafka.errors import KafkaTimeoutError
+
+        # kafka-python's one account of "no bootstrap server answered" (no class of its own).
+        if isinstance(error, KafkaTimeoutError) and "Unable to bootstrap" in str(error):
+            return "cannot connect to Kafka: no bootstrap server answered", "Kafka"
         return f"cannot use Kafka: {error or type(error).__name__}", "Kafka"
     if module.startswith(("requests", "urllib3")):
         return f"cannot reach {error}", None

@@ -181,12 +181,18 @@ def _from_stack(name: str, flag: str, required: bool, fallback: Any) -> Callable
     return default
 
 
+def remember_where(service: str, value: Any, ctx: click.Context | None = None) -> None:
+    """Remember where a service is for error messages (`… (<where>)`, evilnet.cli)."""
+    if value:
+        where = value if isinstance(value, str | Path) else ",".join(map(str, value))
+        (ctx or click.get_current_context()).meta.setdefault("evilnet.where", {})[service] = \
+            str(where)
+
+
 def _record(service: str):
-    """Remember an option's value for error messages (`… (<where>)`, evilnet.cli)."""
+    """An option callback that remembers the option's value (remember_where)."""
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value:
-            where = value if isinstance(value, str | Path) else ",".join(map(str, value))
-            ctx.meta.setdefault("evilnet.where", {})[service] = str(where)
+        remember_where(service, value, ctx)
         return value
     return callback
 

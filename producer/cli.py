@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -17,7 +18,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from evilnet.cities import PlanInputError, canonical_cities, check_tags, normalize_topics
 from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL, RuleTag, TagError
-from evilnet.locations import Endpoint, Endpoints, location
+from evilnet.kafka_clients import COMMAND_CLIENT
+from evilnet.locations import Endpoint, Endpoints, location, remember_where
 from evilnet.producer.config import ConfigError, load_config, read_secret_file
 from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
 from evilnet.producer.logs import configure as configure_logs
@@ -81,6 +83,10 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
     in Kafka, each once.
     """
     configure_logs(log_level)
+    if log_level.upper() != "DEBUG":
+        # kafka-python logs each refused connection while it retries; a command says
+        # the outcome itself (a summary, or one line and exit 2).
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         check_tags(_file_tags(file, skip))
     except PlanInputError as error:
@@ -97,15 +103,17 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
                    "max_payload_bytes": config.max_payload_bytes}
 
         def sink_factory(metrics):
-            return kafka_sink(config, metrics)
+            return kafka_sink(config, metrics, COMMAND_CLIENT)
     else:
         # Read only now: with --config, the inventory is not needed (nor read).
         servers = [str(server) for server in
                    bootstrap_servers or location("bootstrap_servers", "--bootstrap-servers")]
+        remember_where("Kafka", servers)
         options = {}
 
         def sink_factory(metrics):
-            return KafkaSink(KafkaSettings(servers, client_id="evilnet-replay"), metrics)
+            return KafkaSink(KafkaSettings(servers, client_id="evilnet-replay",
+                                           client_settings=COMMAND_CLIENT), metrics)
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

@@ -17,7 +17,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -67,7 +67,9 @@ class _Signals:
         self.reload = True
 
 
-def kafka_sink(config: ProducerConfig, metrics: ProducerMetrics) -> KafkaSink:
+def kafka_sink(config: ProducerConfig, metrics: ProducerMetrics,
+               client_settings: Mapping[str, object] | None = None) -> KafkaSink:
+    """The shard's sink; ``client_settings``: see KafkaSettings."""
     return KafkaSink(
         KafkaSettings(
             bootstrap_servers=config.kafka_bootstrap_servers,
@@ -75,6 +77,7 @@ def kafka_sink(config: ProducerConfig, metrics: ProducerMetrics) -> KafkaSink:
             linger_ms=config.kafka_linger_ms,
             batch_size=config.kafka_batch_size,
             delivery_timeout_ms=config.kafka_delivery_timeout_ms,
+            client_settings=client_settings or {},
         ),
         metrics,
     )

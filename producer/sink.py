@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kafka import KafkaProducer
@@ -42,6 +42,9 @@ class KafkaSettings:
     linger_ms: int = 20
     batch_size: int = 128 * 1024
     delivery_timeout_ms: int = 120_000
+    # Further kafka-python settings: a command's clients pass
+    # evilnet.kafka_clients.COMMAND_CLIENT (give up on an unreachable broker soon).
+    client_settings: Mapping[str, object] = field(default_factory=dict)
 
 
 class KafkaSink:
@@ -68,6 +71,7 @@ class KafkaSink:
             linger_ms=settings.linger_ms,
             batch_size=settings.batch_size,
             delivery_timeout_ms=settings.delivery_timeout_ms,
+            **settings.client_settings,
         )
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:

@@ -33,6 +33,7 @@ import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
 
 from evilnet.cities import PlanInputError, check_tags
+from evilnet.kafka_clients import COMMAND_CLIENT
 from evilnet.producer.generator import snowflake
 from evilnet.producer.service import run_replay
 from evilnet.producer.sink import KafkaSettings, KafkaSink
@@ -45,8 +46,6 @@ from evilnet.waiting import poll_until
 AUTO = "auto"
 KEYS = ["city", "topic", "window_start", "window_end"]
 VIEWS = ("city", "city,topic", "city, hour")
-# How long the check waits for Kafka's first answer.
-BOOTSTRAP_TIMEOUT_MS = 5000
 
 
 class CheckError(RuntimeError):
@@ -161,9 +160,8 @@ def placement(posts: list[reference.Post], job: JobWindows, now: datetime) -> da
 
 
 def end_offsets(bootstrap_servers: list[str], topic: str) -> dict[int, int]:
-    # Unreachable brokers are an error within seconds, not after the default 30.
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="evilnet-check",
-                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+                             **COMMAND_CLIENT)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         if not partitions:
@@ -197,7 +195,7 @@ def other_posts(bootstrap_servers: list[str], topic: str, start: dict[int, int],
                 timeout: float = 120.0) -> list[tuple[str, frozenset[str], datetime]]:
     """(city, topics, created_at) of the records in [start, end) that are not the run's."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="evilnet-check",
-                             group_id=None, enable_auto_commit=False)
+                             group_id=None, enable_auto_commit=False, **COMMAND_CLIENT)
     found = []
     try:
         wanted = {TopicPartition(topic, p): stop for p, stop in end.items()
@@ -375,7 +373,8 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
         for producer in copies:
             summary, _ = run_replay(replayed, rate=rate, tweets_topic=topic, producer=producer,
                                     sink_factory=lambda m: KafkaSink(KafkaSettings(
-                                        bootstrap_servers, client_id="evilnet-check"), m))
+                                        bootstrap_servers, client_id="evilnet-check",
+                                        client_settings=COMMAND_CLIENT), m))
             unacknowledged += summary.unacknowledged
         summary.unacknowledged = unacknowledged
     if summary.unacknowledged:

@@ -96,6 +96,18 @@ NO_SERVICE_NEEDED = [
     ("unknown option", ["query", "top", "--nope"], "--nope"),
 ]
 
+# Every command's Kafka client, given a broker address nobody listens on.
+KAFKA_UNREACHABLE = [
+    ("replay", ["replay", "{sample}", "--bootstrap-servers", CLOSED]),
+    ("topics ensure", ["topics", "ensure", "--bootstrap-servers", CLOSED, *TOPICS_SETTINGS]),
+    ("topics list", ["topics", "list", "--bootstrap-servers", CLOSED]),
+    ("topics describe", ["topics", "describe", "--bootstrap-servers", CLOSED]),
+    ("fidelity", ["fidelity", *WINDOW, "--bootstrap-servers", CLOSED]),
+]
+# An unreachable broker is an error within seconds (kafka-python alone waits 30 s):
+# the command's start, its client's bootstrap wait, and room for a loaded machine.
+KAFKA_FAILS_WITHIN_SECONDS = 15
+
 # Against the running stack: the inventory's services, with one thing wrong.
 ON_THE_STACK = [
     ("query top, wrong keyspace", ["query", "top", "--metric", "tweets", "--keyspace", "nope"],
@@ -144,9 +156,18 @@ def test_bad_input_is_one_line_and_exit_2(name: str, arguments: list[str], says:
     result, seconds = _run(arguments, bad_files, tmp_path,
                            cwd=outside if "outside the project" in name else REPO_ROOT)
     _assert_one_line(result, _command(arguments), says)
-    # Kafka's admin client gives up bootstrapping after its 30 s (topics ensure).
     assert seconds < 40, f"took {seconds:.0f} s to fail"
     assert not (tmp_path / "plan").exists(), "plan wrote files before failing"
+
+
+@pytest.mark.parametrize("arguments", [a for _, a in KAFKA_UNREACHABLE],
+                         ids=[name for name, _ in KAFKA_UNREACHABLE])
+def test_an_unreachable_broker_is_one_line_within_seconds(
+        arguments: list[str], bad_files: dict[str, Path], tmp_path: Path) -> None:
+    result, seconds = _run(arguments, bad_files, tmp_path)
+    _assert_one_line(result, _command(arguments), "cannot connect to Kafka: ")
+    assert result.stderr.rstrip().endswith(f"({CLOSED})"), result.stderr
+    assert seconds < KAFKA_FAILS_WITHIN_SECONDS, f"took {seconds:.0f} s to fail"
 
 
 @pytest.mark.parametrize(("arguments", "says"), [(a, s) for _, a, s in ON_THE_STACK],

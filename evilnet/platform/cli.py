@@ -12,7 +12,6 @@ from typing import NoReturn
 
 import click
 from click.core import ParameterSource
-from kafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
@@ -398,6 +397,6 @@ def fidelity(start: str, end: str, form: str, bootstrap_servers: tuple[Endpoint,
     try:
         rows = fidelity_report(",".join(map(str, bootstrap_servers)), topic, *window,
                                grace=timedelta(seconds=grace))
-    except (ValueError, TimeoutError, KafkaError) as error:
+    except (ValueError, TimeoutError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(render_fidelity(rows, form))

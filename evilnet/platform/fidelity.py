@@ -37,6 +37,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from evilnet.contracts import PostRecord, shard_of_producer
+from evilnet.kafka_clients import COMMAND_CLIENT
 
 FORMATS = ("table", "csv", "json")
 
@@ -109,7 +110,7 @@ def read_deliveries(bootstrap: str, topic: str, start: datetime, end: datetime,
     """The deliveries of ``topic`` whose Kafka timestamps fall in ``[start, end)``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed",
-                             client_id="evilnet-fidelity")
+                             client_id="evilnet-fidelity", **COMMAND_CLIENT)
     try:
         partitions = [TopicPartition(topic, p)
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]

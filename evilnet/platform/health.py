@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from evilnet.kafka_clients import COMMAND_CLIENT
 from evilnet.waiting import GaveUp, WaitTimeout, poll, wait_for
 
 __all__ = ["Health", "WaitTimeout", "run_checks", "wait_for", "wait_until_healthy"]
@@ -150,7 +151,7 @@ def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                             client_id="evilnet-health")
+                             client_id="evilnet-health", **COMMAND_CLIENT)
     try:
         registered = {broker["broker_id"] for broker in admin.describe_cluster()["brokers"]}
         if expected_brokers is not None and not expected_brokers <= registered:

@@ -19,6 +19,7 @@ from kafka.admin import (
 )
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
+from evilnet.kafka_clients import COMMAND_CLIENT
 
 
 class TopicError(RuntimeError):
@@ -49,7 +50,7 @@ def pipeline_topics(replication_factor: int, min_insync_replicas: int,
 def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
     """Create missing topics and bring existing ones to ``specs``; return what changed."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
-                             request_timeout_ms=30000)
+                             request_timeout_ms=30000, **COMMAND_CLIENT)
     changes: list[str] = []
     try:
         existing = set(admin.list_topics())
@@ -137,7 +138,8 @@ class TopicState:
 
 def list_topics(bootstrap: list[str]) -> list[str]:
     """The cluster's topics, internal ones (``__consumer_offsets``) left out."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
+                             **COMMAND_CLIENT)
     try:
         return sorted(name for name in admin.list_topics() if not name.startswith("__"))
     finally:
@@ -153,8 +155,10 @@ def describe_topics(bootstrap: list[str], names: list[str],
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="evilnet-topics")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
+                             **COMMAND_CLIENT)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="evilnet-topics",
+                             **COMMAND_CLIENT)
     try:
         existing = set(admin.list_topics())
         unknown = [name for name in names if name not in existing]
