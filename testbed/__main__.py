@@ -22,14 +22,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="only these hosts of the inventory (default: all)")
     parser.add_argument("--inventory", "-i", type=Path, default=layout.DEFAULT_INVENTORY,
                         help="the inventory whose hosts the bed makes (default: %(default)s)")
-    arguments = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        parser.error("the bed makes namespaces, mounts and machines: run it as root")
+    arguments = parser.parse_intermixed_args(argv)
     try:
         every_host = read_hosts(arguments.inventory)
         hosts = select(every_host, arguments.hosts)
     except HostListError as error:
         parser.error(str(error))
+    if os.geteuid() != 0:
+        parser.error("the bed makes namespaces, mounts and machines: run it as root")
     paths = layout.Paths()
     if arguments.action == "up":
         bed.up(hosts, paths, every_host=every_host)

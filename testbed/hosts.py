@@ -48,8 +48,12 @@ def read_hosts(inventory: Path) -> list[Host]:
         [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(inventory),
          "--list"],
         capture_output=True, text=True, check=True, timeout=120)
-    hostvars = json.loads(listing.stdout)["_meta"]["hostvars"]
-    hosts = [_host(name, variables) for name, variables in sorted(hostvars.items())]
+    listed = json.loads(listing.stdout)
+    hostvars = listed.get("_meta", {}).get("hostvars", {})
+    # A host without variables is in its groups' lists only, not in hostvars.
+    names = set(hostvars) | {name for group, entry in listed.items() if group != "_meta"
+                             for name in entry.get("hosts", [])}
+    hosts = [_host(name, hostvars.get(name, {})) for name in sorted(names)]
     taken: dict[IPv4Address, str] = {}
     for host in hosts:
         if host.address in taken:

@@ -1,0 +1,47 @@
+"""The test bed takes its hosts from an inventory and refuses one it cannot make
+without leaving its own range (README, "The test bed"): 198.18.0.0/24 on its bridge,
+whose .1 is the controller's. Nothing is booted here: the bed stops at the list."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _testbed(inventory: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed", "status", "-i", str(inventory),
+                           *arguments], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def _inventory(tmp_path: Path, hosts: dict[str, dict]) -> Path:
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(
+        {"all": {"children": {"zookeeper": {"hosts": hosts}}}}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("hosts", "refusal"), [
+    ({"zk-1": {"ansible_host": "10.20.1.11"}}, "zk-1: 10.20.1.11 is not a host address"),
+    ({"zk-1": {"ansible_host": "198.18.1.11"}}, "zk-1: 198.18.1.11 is not a host address"),
+    ({"zk-1": {"ansible_host": "198.18.0.1"}}, "the bridge is 198.18.0.1"),
+    ({"zk-1": {"ansible_host": "198.18.0.11"}, "zk-2": {"ansible_host": "198.18.0.11"}},
+     "share 198.18.0.11"),
+    ({"zk-1": {}}, "zk-1: no ansible_host"),
+    ({"ZK_1": {"ansible_host": "198.18.0.11"}}, "a short lowercase hostname"),
+], ids=["outside-the-range", "another-subnet", "the-bridge", "shared", "no-address",
+        "not-a-hostname"])
+def test_an_inventory_the_bed_cannot_make_is_refused(tmp_path: Path, hosts: dict,
+                                                      refusal: str) -> None:
+    result = _testbed(_inventory(tmp_path, hosts))
+    assert result.returncode == 2 and refusal in result.stderr, result.stderr
+
+
+def test_a_host_not_in_the_inventory_is_refused(tmp_path: Path) -> None:
+    result = _testbed(_inventory(tmp_path, {"zk-1": {"ansible_host": "198.18.0.11"}}), "zk-9")
+    assert result.returncode == 2 and "not in the inventory: zk-9" in result.stderr
