@@ -12,6 +12,7 @@ Exit status, for every subcommand (README, "Exit status"):
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -27,15 +28,41 @@ from evilnet import __version__
 
 EXIT_CANNOT_RUN = 2
 
+# Every subcommand and where it lives ("module:attribute", beside the code it drives).
+# A module is imported only when one of its subcommands runs, or to list them in
+# `evilnet --help`: `evilnet health` (the roles' frequent call) does not pay for
+# altair, flask, tweepy or the Cassandra driver. Their short help is the commands' own.
+SUBCOMMANDS = {
+    "stage": "evilnet.platform.cli:stage",
+    "health": "evilnet.platform.cli:health",
+    "status": "evilnet.platform.cli:status",
+    "topics": "evilnet.platform.cli:topics",
+    "fidelity": "evilnet.platform.cli:fidelity",
+    "footprint": "evilnet.platform.footprint_cli:footprint",
+    "dashboards": "evilnet.dashboards.cli:dashboards",
+    "produce": "evilnet.producer.cli:produce",
+    "replay": "evilnet.producer.cli:replay",
+    "simulate-x-api": "evilnet.producer.cli:simulate_x_api",
+    "synth": "evilnet.producer.cli:synth",
+    "stream-rules": "evilnet.rules_cli:stream_rules",
+    "schema": "evilnet.spark.cli:schema",
+    "query": "evilnet.spark.cli:query",
+    "check": "evilnet.spark.cli:check",
+    "locate": "evilnet.spark.cli:locate",
+    "plan": "evilnet.plan_cli:plan",
+    "render": "evilnet.plan_cli:render",
+}
 
-def _leaf_path(group: click.Group, args: list[str]) -> Iterator[str]:
+
+def _leaf_path(ctx: click.Context, group: click.Group, args: list[str]) -> Iterator[str]:
     """The subcommand names in ``args`` (a group's options come before its subcommand)."""
     while isinstance(group, click.Group):
         name = next((arg for arg in args if not arg.startswith("-")), None)
-        if name not in group.commands:
+        command = group.get_command(ctx, name) if name else None
+        if command is None:
             return
         yield name
-        group = group.commands[name]
+        group = command
         args = args[args.index(name) + 1:]
 
 
@@ -103,10 +130,24 @@ def _one_line(error: BaseException, where: dict[str, str]) -> str | None:
 
 
 class EvilnetGroup(click.Group):
-    """The top group: subcommands' errors as one line and exit 2 (the module's doc)."""
+    """The top group: subcommands loaded when used (SUBCOMMANDS), and their errors as
+    one line and exit 2 (the module's doc)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*SUBCOMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in SUBCOMMANDS:
+            return self.commands.get(cmd_name)
+        module, _, attribute = SUBCOMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.name == cmd_name, f"{SUBCOMMANDS[cmd_name]} is {command.name!r}"
+        self.add_command(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        command = " ".join(["evilnet", *_leaf_path(self, [*ctx._protected_args, *ctx.args])])
+        command = " ".join(["evilnet", *_leaf_path(ctx, self,
+                                                   [*ctx._protected_args, *ctx.args])])
         try:
             return super().invoke(ctx)
         except click.exceptions.Exit:
@@ -152,46 +193,3 @@ def main(ctx: click.Context, inventory: Path | None, roles: Path | None) -> None
     from evilnet.platform.inventory import stack
 
     ctx.obj = stack(inventory, roles)
-
-
-def _register() -> None:
-    # Subcommands live next to the code they drive; they are attached here so that
-    # `evilnet --help` lists the whole tool.
-    from evilnet.platform.cli import fidelity, health, stage, status, topics
-
-    for command in (stage, health, status, topics, fidelity):
-        main.add_command(command)
-
-    from evilnet.platform.footprint_cli import footprint
-
-    main.add_command(footprint)
-
-    from evilnet.dashboards.cli import dashboards
-
-    main.add_command(dashboards)
-
-    from evilnet.producer.cli import produce, replay, simulate_x_api, synth
-
-    main.add_command(produce)
-    main.add_command(replay)
-    main.add_command(simulate_x_api)
-    main.add_command(synth)
-
-    from evilnet.rules_cli import stream_rules
-
-    main.add_command(stream_rules)
-
-    from evilnet.spark.cli import check, locate, query, schema
-
-    main.add_command(schema)
-    main.add_command(query)
-    main.add_command(check)
-    main.add_command(locate)
-
-    from evilnet.plan_cli import plan, render
-
-    for command in (plan, render):
-        main.add_command(command)
-
-
-_register()

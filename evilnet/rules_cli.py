@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 
 import click
-import requests
-import tweepy
 from pydantic import SecretStr
 
 from evilnet.cities import PlanInputError, split_cities, split_list
@@ -27,7 +25,9 @@ from evilnet.locations import LocationError, Stack, inventory_options
 from evilnet.planner import PlanError, make_plan
 from evilnet.platform.inventory import Inventory, InventoryError
 from evilnet.producer.config import ConfigError, Rule, read_secret_file
-from evilnet.producer.xapi import rules_client, validate_rules
+
+# The X API client (tweepy, requests) is imported by `validate`, which asks the API:
+# `evilnet --help` loads this module to list its commands.
 
 EXIT_CANNOT_ASK = 1
 EXIT_REFUSED = 2
@@ -60,6 +60,11 @@ def stream_rules() -> None:
 @inventory_options
 def validate(cities: tuple[str, ...], topics: tuple[str, ...]) -> None:
     """Dry-run the planned rules of every shard at the plan's X API (changes nothing)."""
+    import requests
+    import tweepy
+
+    from evilnet.producer.xapi import rules_client, validate_rules
+
     try:
         loaded = Inventory.of(click.get_current_context().find_object(Stack))
         inventory = loaded.path

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -23,9 +22,9 @@ from evilnet.locations import Endpoint, Endpoints, location, remember_where
 from evilnet.producer.config import ConfigError, load_config, read_secret_file
 from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
 from evilnet.producer.logs import configure as configure_logs
-from evilnet.producer.service import ReplaySummary, kafka_sink, run_replay, run_stream
-from evilnet.producer.sink import KafkaSettings, KafkaSink
-from evilnet.producer.xapi import RuleReconcileError, XApiAuthError
+
+# The service, its sink and X API client (tweepy, kafka-python, requests) are imported
+# by the commands that run them: `evilnet --help` loads this module to list them.
 
 console = Console(stderr=True)
 EXIT_BAD_CONFIG = 2
@@ -47,6 +46,11 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @_log_level
 def produce(config_path: Path, log_level: str) -> None:
     """Stream the shard's rules from the X API into Kafka (SIGHUP: reload rules)."""
+    from kafka.errors import KafkaError
+
+    from evilnet.producer.service import run_stream
+    from evilnet.producer.xapi import RuleReconcileError, XApiAuthError
+
     configure_logs(log_level)
     try:
         code = run_stream(config_path)
@@ -82,6 +86,9 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
     Prints a JSON summary on stdout; after SIGTERM, its lines_read lines are all
     in Kafka, each once.
     """
+    from evilnet.producer.service import ReplaySummary, kafka_sink, run_replay
+    from evilnet.producer.sink import KafkaSettings, KafkaSink
+
     configure_logs(log_level)
     if log_level.upper() != "DEBUG":
         # kafka-python logs each refused connection while it retries; a command says

@@ -6,14 +6,18 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from evilnet.dashboards import page as pages
-from evilnet.dashboards.server import moment, serve
 from evilnet.locations import CASSANDRA_PORT, Endpoint, Endpoints, Stack, same_port
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.schema import KEYSPACE
+
+if TYPE_CHECKING:
+    from evilnet.dashboards import page as pages
+# The page (altair, vl-convert) and its server (flask) are imported by the commands
+# that use them: `evilnet --help` loads this module to list its commands.
 
 DEFAULT_INVENTORY = Path("inventories/local")
 DEFAULT_PORT = 8050
@@ -35,6 +39,7 @@ def _sources(inventory: Path | None, roles: Path | None,
              cassandra: tuple[Endpoint, ...] | None,
              keyspace: str | None, prometheus: str | None) -> tuple[pages.Sources, object]:
     """Cassandra and Prometheus as given, or as the inventory places them."""
+    from evilnet.dashboards import page as pages
     from evilnet.spark.store import connect
 
     needs_inventory = not cassandra or prometheus is None or keyspace is None
@@ -96,6 +101,8 @@ def serve_command(inventory: Path | None, roles: Path | None,
                   cassandra: tuple[Endpoint, ...] | None,
                   keyspace: str | None, prometheus: str | None, host: str, port: int) -> None:
     """Serve City trends, Top cities and Pipeline health, refreshed every minute."""
+    from evilnet.dashboards.server import serve
+
     try:
         sources, cluster = _sources(inventory, roles, cassandra, keyspace, prometheus)
     except InventoryError as error:
@@ -125,6 +132,9 @@ def render_command(inventory: Path | None, roles: Path | None,
                    cities: tuple[str, ...], topics: tuple[str, ...], start: str | None,
                    end: str | None) -> None:
     """Write the page as a static HTML file (its script inlined) and a PNG per panel."""
+    from evilnet.dashboards import page as pages
+    from evilnet.dashboards.server import moment
+
     try:
         choice = pages.Choice(cities, topics, moment(start), moment(end))
         sources, cluster = _sources(inventory, roles, cassandra, keyspace, prometheus)

@@ -32,12 +32,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from evilnet.contracts import PostRecord, shard_of_producer
 from evilnet.kafka_clients import COMMAND_CLIENT
+
+if TYPE_CHECKING:  # kafka-python is imported by the reader: `evilnet --help` needs none
+    from kafka import KafkaConsumer, TopicPartition
 
 FORMATS = ("table", "csv", "json")
 
@@ -108,6 +111,8 @@ def report(deliveries: Iterable[Delivery], start: datetime, end: datetime
 def read_deliveries(bootstrap: str, topic: str, start: datetime, end: datetime,
                     timeout_s: float = 30.0) -> Iterable[Delivery]:
     """The deliveries of ``topic`` whose Kafka timestamps fall in ``[start, end)``."""
+    from kafka import KafkaConsumer, TopicPartition
+
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed",
                              client_id="evilnet-fidelity", **COMMAND_CLIENT)

@@ -9,17 +9,15 @@ replication factor changes are refused (they need a reassignment plan).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from kafka.admin import (
-    ConfigResource,
-    ConfigResourceType,
-    KafkaAdminClient,
-    NewPartitions,
-    NewTopic,
-)
+from typing import TYPE_CHECKING
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.kafka_clients import COMMAND_CLIENT
+
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+# kafka-python is imported where a client is opened: `evilnet` loads this module
+# to list its commands, and the Kafka client takes a while to import.
 
 
 class TopicError(RuntimeError):
@@ -49,6 +47,8 @@ def pipeline_topics(replication_factor: int, min_insync_replicas: int,
 
 def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
     """Create missing topics and bring existing ones to ``specs``; return what changed."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
                              request_timeout_ms=30000, **COMMAND_CLIENT)
     changes: list[str] = []
@@ -69,6 +69,8 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
 
 
 def _converge(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
+
     changes = []
     described = {topic["name"]: topic for topic in admin.describe_topics([s.name for s in specs])}
     for spec in specs:
@@ -138,6 +140,8 @@ class TopicState:
 
 def list_topics(bootstrap: list[str]) -> list[str]:
     """The cluster's topics, internal ones (``__consumer_offsets``) left out."""
+    from kafka.admin import KafkaAdminClient
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
                              **COMMAND_CLIENT)
     try:
@@ -154,6 +158,7 @@ def describe_topics(bootstrap: list[str], names: list[str],
     (its ``job_progress`` rows); the lag of each partition is computed from it.
     """
     from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
                              **COMMAND_CLIENT)
