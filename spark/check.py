@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaConnectionError
 
 from evilnet.cities import PlanInputError, check_tags
 from evilnet.kafka_clients import COMMAND_CLIENT
@@ -40,12 +41,15 @@ from evilnet.producer.sink import KafkaSettings, KafkaSink
 from evilnet.schema import JOB_QUERIES, METRICS
 from evilnet.spark import reference
 from evilnet.spark.store import CassandraStore
-from evilnet.waiting import poll_until
+from evilnet.waiting import poll_until, wait_for
 
 # --shift-to's default: see :func:`placement`.
 AUTO = "auto"
 KEYS = ["city", "topic", "window_start", "window_end"]
 VIEWS = ("city", "city,topic", "city, hour")
+# How long reading the end offsets rides out a broker that refuses connections: a
+# broker's restart, and the leader elections after it, take well under a minute.
+BROKER_DOWN_TIMEOUT_S = 60
 
 
 class CheckError(RuntimeError):
@@ -160,13 +164,22 @@ def placement(posts: list[reference.Post], job: JobWindows, now: datetime) -> da
 
 
 def end_offsets(bootstrap_servers: list[str], topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="evilnet-check",
-                             **COMMAND_CLIENT)
-    try:
+    """The topic's end offsets, with a broker of the cluster down (killed, restarting).
+
+    kafka-python raises the connection error of the broker it asked for metadata
+    rather than asking another; the next try asks another (or the same one, back).
+    """
+    def read(consumer: KafkaConsumer) -> dict[int, int]:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         if not partitions:
             raise CheckError(f"topic {topic!r} does not exist")
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="evilnet-check",
+                             **COMMAND_CLIENT)
+    try:
+        return wait_for(lambda: read(consumer), BROKER_DOWN_TIMEOUT_S,
+                        what=f"the end offsets of {topic!r}", ignore=(KafkaConnectionError,))
     finally:
         consumer.close()
 
