@@ -198,9 +198,12 @@ def _owner(pid: int, roots: dict[str, Path]) -> tuple[str, str, str | None] | No
             if socket_path.is_relative_to(root):
                 return host, name, None
         return None
-    # A systemd unit of the project, on a host that runs its own footprint.
-    if cgroup and cgroup.endswith(".service") and len(roots) == 1:
-        unit = cgroup.rsplit("/", 1)[-1].removesuffix(".service")
+    # A systemd unit of the project, on a host that runs its own footprint: this
+    # machine's own system.slice, not a container's (an nspawn machine's units sit
+    # under its own payload/system.slice, with the same names).
+    unit_cgroup = re.fullmatch(r"/system\.slice/([^/]+)\.service", cgroup or "")
+    if unit_cgroup and len(roots) == 1:
+        unit = unit_cgroup[1]
         if unit.startswith("evilnet-") or unit in HEAPS:
             return next(iter(roots)), unit.removeprefix("evilnet-"), cgroup
     return None
