@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from supervised import HOSTS_ROOT, running_programs, supervisorctl
+from supervised import HOSTS_ROOT, live_programs, supervisorctl
 
 from evilnet.platform.health import run_checks
 from evilnet.platform.inventory import Inventory
@@ -95,8 +95,13 @@ def wait_until_stack_healthy(inventory: Inventory, timeout: float = RECOVERY_SEC
 
 
 def supervised_programs() -> dict[str, set[str]]:
-    """The running programs of every local host, by host."""
-    return {root.name: set(running_programs(root.name))
+    """The programs of every local host that run or are being started, by host.
+
+    A play that a test ends with may have just started a program: it is STARTING for
+    its startsecs. That is not "left stopped"; whether it comes up healthy is what
+    wait_until_stack_healthy waits for.
+    """
+    return {root.name: live_programs(root.name)
             for root in sorted(HOSTS_ROOT.iterdir()) if (root / "supervisor").is_dir()}
 
 

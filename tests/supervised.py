@@ -32,3 +32,14 @@ def running_programs(host: str) -> dict[str, int]:
         if len(fields) >= 4 and fields[1] == "RUNNING" and fields[2] == "pid":
             programs[fields[0]] = int(fields[3].rstrip(","))
     return programs
+
+
+# supervisord's states of a program that runs or is being (re)started: STARTING
+# lasts a program's startsecs, BACKOFF its retries after an early exit.
+LIVE_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+
+
+def live_programs(host: str) -> set[str]:
+    """The programs of a host that run or that supervisord is starting."""
+    return {fields[0] for fields in map(str.split, supervisorctl(host, "status").splitlines())
+            if len(fields) >= 2 and fields[1] in LIVE_STATES}
