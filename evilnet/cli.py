@@ -39,6 +39,8 @@ SUBCOMMANDS = {
     "topics": "evilnet.platform.cli:topics",
     "fidelity": "evilnet.platform.cli:fidelity",
     "footprint": "evilnet.platform.footprint_cli:footprint",
+    "pki": "evilnet.platform.pki_cli:pki_group",
+    "secrets": "evilnet.platform.pki_cli:secrets_group",
     "dashboards": "evilnet.dashboards.cli:dashboards",
     "produce": "evilnet.producer.cli:produce",
     "replay": "evilnet.producer.cli:replay",

@@ -24,17 +24,23 @@ CLUSTER_ONLY = {
     # The controller reaches the bed with the bed's key and known_hosts; a site puts
     # its own in its SSH configuration or the Jenkins agent's credentials.
     "ansible_ssh_private_key_file", "ansible_ssh_common_args",
+    # The bed keeps its secrets in 0600 files it generates, production in Vault.
+    "evilnet_secrets_dir",
 }
 PRODUCTION_ONLY = {
     # No registry reachable here carries a Grafana server: the bed renders and
     # validates Grafana's provisioning only, as inventories/local does.
     "grafana_apt_repository", "grafana_apt_key_url", "grafana_admin_password",
+    # The CA key's passphrase comes from Vault; the bed has no Vault (as above).
+    "evilnet_pki_ca_passphrase",
 }
 OTHER_VALUES = {
     # No real X from the bed: the simulator is the source, with its generated tokens
     # and the access level it enforces.
     "x_api_simulator_enabled", "planner_apps", "planner_access_level",
     "grafana_server_enabled",  # as PRODUCTION_ONLY
+    # Files under the bed's state instead of Vault, and the CA there (docs/security.md).
+    "evilnet_secrets_source", "evilnet_pki_dir",
 }
 
 

@@ -1,0 +1,284 @@
+"""`evilnet pki` and `evilnet secrets`: the inventory's CA, certificates and secrets.
+
+Both work on the controller only, in the inventory's directories
+(``evilnet_pki_dir``, ``evilnet_secrets_dir``, relative to the inventory). Neither
+prints a key or a secret: values come in on stdin (``--secrets-stdin``, a JSON
+object, as the pki role passes Vault's values), never on the command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evilnet.locations import Stack, inventory_options
+from evilnet.platform import pki
+from evilnet.platform import secrets as store
+from evilnet.platform.inventory import Inventory, InventoryError
+
+# What --secrets-stdin reads: the CA key's passphrase and the stores' password.
+STDIN_KEYS = ("ca_passphrase", "pki_store_password")
+
+
+@dataclass
+class Site:
+    """What the inventory says of its CA and secrets."""
+
+    inventory: Inventory
+    name: str
+    pki_dir: Path
+    secrets_source: str
+    secrets_dir: Path | None
+    certificate_days: int
+    renew_within_days: int
+
+    @classmethod
+    def of(cls, stack: Stack | None) -> Site:
+        inventory = Inventory.of(stack)
+        if not inventory.hostvars:
+            raise InventoryError(f"{inventory.path} has no hosts")
+        host = sorted(inventory.hostvars)[0]
+        base = inventory.path if inventory.path.is_dir() else inventory.path.parent
+
+        def setting(name: str) -> str | None:
+            value = inventory.hostvars[host].get(name)
+            if value is not None and "{{" in str(value):
+                raise InventoryError(f"{name}: a template ({value}) where the tools need a "
+                                     f"path or a word ({inventory.path})")
+            return value
+
+        def directory(name: str) -> Path:
+            value = setting(name)
+            if not value:
+                raise InventoryError(f"{name}: not set in {inventory.path} (its "
+                                     "group_vars/all.yml names it: docs/security.md)")
+            found = (base / value).resolve()
+            # Ansible reads every file of an inventory directory as an inventory source:
+            # a secret there would become a host name, printed by every run.
+            if found.is_relative_to(base.resolve()):
+                raise InventoryError(f"{name}: {found} is inside the inventory directory "
+                                     f"{base}, whose every file Ansible reads as inventory")
+            return found
+
+        source = setting("evilnet_secrets_source") or ""
+        if source not in store.SOURCES:
+            raise InventoryError(f"evilnet_secrets_source: {source or 'not set'} in "
+                                 f"{inventory.path}, not one of {', '.join(store.SOURCES)}")
+        return cls(inventory, base.resolve().name, directory("evilnet_pki_dir"), source,
+                   directory("evilnet_secrets_dir") if source == "files" else None,
+                   int(inventory.var(host, "pki_certificate_days", "pki")),
+                   int(inventory.var(host, "pki_renew_within_days", "pki")))
+
+    def requests(self) -> list[pki.Request]:
+        groups = self.inventory.groups
+        return pki.requests_for({host: self.inventory.address(host)
+                                 for host in self.inventory.hostvars}, groups)
+
+    def values(self, given: dict[str, str]) -> tuple[bytes | None, str]:
+        """The CA passphrase (none where the inventory keeps files) and the store password."""
+        if self.secrets_source == "files":
+            assert self.secrets_dir is not None
+            store.ensure(self.secrets_dir, "pki_store_password")
+            password = store.read(self.secrets_dir, "pki_store_password")
+        elif "pki_store_password" in given:
+            password = given["pki_store_password"]
+        else:
+            raise click.UsageError("this inventory keeps its secrets in Vault: give "
+                                   "pki_store_password (and ca_passphrase) with --secrets-stdin")
+        passphrase = given.get("ca_passphrase")
+        return (passphrase.encode() if passphrase else None), password
+
+    def authority(self, passphrase: bytes | None) -> pki.Authority:
+        return pki.Authority(self.pki_dir, self.name, passphrase)
+
+
+def _stdin_values(enabled: bool) -> dict[str, str]:
+    if not enabled:
+        return {}
+    try:
+        given = json.loads(sys.stdin.read() or "{}")
+    except json.JSONDecodeError:
+        raise click.UsageError("--secrets-stdin: stdin is not a JSON object") from None
+    if not isinstance(given, dict) or set(given) - set(STDIN_KEYS) or not all(
+            isinstance(value, str) for value in given.values()):
+        raise click.UsageError(f"--secrets-stdin: a JSON object of strings with keys among "
+                               f"{', '.join(STDIN_KEYS)}")
+    return given
+
+
+_secrets_stdin = click.option(
+    "--secrets-stdin", is_flag=True,
+    help=f"Read {' and '.join(STDIN_KEYS)} from stdin as a JSON object (inventories "
+         "whose secrets are in Vault; the pki role passes them so).")
+_format = click.option("--format", "output", type=click.Choice(["table", "json"]),
+                       default="table", show_default=True)
+
+
+def _said(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The CA's and the secrets' own errors as `evilnet`'s one line and exit 2."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (pki.PkiError, store.SecretError) as error:
+            raise click.ClickException(str(error)) from None
+    return run
+
+
+def _site() -> Site:
+    return Site.of(click.get_current_context().find_object(Stack))
+
+
+def _echo_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group("pki")
+def pki_group() -> None:
+    """The inventory's certificate authority on the controller, and the certificate of
+    every host (docs/security.md). Keys never leave the controller but for the host
+    they belong to (the pki role ships them)."""
+
+
+@pki_group.command("init")
+@inventory_options
+@_secrets_stdin
+@_format
+@_said
+def init(secrets_stdin: bool, output: str) -> None:
+    """Create the inventory's CA if it has none (an existing CA is kept). Exit 0."""
+    site = _site()
+    passphrase, _ = site.values(_stdin_values(secrets_stdin))
+    authority = site.authority(passphrase)
+    created = authority.init()
+    result = {"ca": str(authority.ca_cert_path), "created": created, **authority.ca_status()}
+    if output == "json":
+        _echo_json(result)
+    else:
+        click.echo(f"{'created' if created else 'kept'} the CA {result['subject']} "
+                   f"({authority.ca_cert_path}, valid until {result['not_after']})")
+
+
+@pki_group.command("issue")
+@inventory_options
+@_secrets_stdin
+@_format
+@click.option("--force", "force", multiple=True, metavar="HOST",
+              help="Re-issue every certificate of HOST even if it is good (a rotation; "
+                   "repeatable).")
+@_said
+def issue(secrets_stdin: bool, output: str, force: tuple[str, ...]) -> None:
+    """Issue every host's certificates that are missing, expire within
+    pki_renew_within_days, name other names or were signed by another CA; create the
+    CA first if there is none. A second run issues nothing. Exit 0."""
+    site = _site()
+    unknown = sorted(set(force) - set(site.inventory.hostvars))
+    if unknown:
+        raise click.UsageError(f"--force: {', '.join(unknown)}: not a host of "
+                               f"{site.inventory.path}")
+    passphrase, password = site.values(_stdin_values(secrets_stdin))
+    authority = site.authority(passphrase)
+    created = authority.init()
+    issued = authority.issue(site.requests(), store_password=password,
+                             days=site.certificate_days,
+                             renew_within=site.renew_within_days, force=force)
+    rows = [{"host": host, "name": name, "reason": reason}
+            for (host, name), reason in sorted(issued.items())]
+    if output == "json":
+        _echo_json({"ca_created": created, "issued": rows, "changed": bool(created or rows)})
+        return
+    if created:
+        click.echo(f"created the CA ({authority.ca_cert_path})")
+    for row in rows:
+        click.echo(f"issued {row['host']} {row['name']}: {row['reason']}")
+    if not rows:
+        click.echo("every certificate is good: nothing issued")
+
+
+@pki_group.command("status")
+@inventory_options
+@_format
+@_said
+def status(output: str) -> None:
+    """The CA and each host's certificates: expiry, names, whether each is good (it
+    reads certificates only: no passphrase needed). Exit 0 all good, 1 if one is
+    missing, expiring, stale or its key not 0600."""
+    site = _site()
+    authority = site.authority(None)
+    ca = authority.ca_status()
+    rows = authority.status(site.requests(), renew_within=site.renew_within_days)
+    healthy = ca["key_mode"] == "0600" and all(row["state"] == "ok" for row in rows)
+    if output == "json":
+        _echo_json({"ca": ca, "certificates": rows, "healthy": healthy})
+    else:
+        click.echo(f"CA {ca['subject']}: valid {ca['days_left']} more days, key "
+                   f"{ca['key_mode']}{', encrypted' if ca['key_encrypted'] else ''}")
+        table = Table("host", "certificate", "state", "days left", "names")
+        for row in rows:
+            table.add_row(str(row["host"]), str(row["name"]), str(row["state"]),
+                          str(row["days_left"]), " ".join(row["names"]))  # type: ignore[arg-type]
+        Console(soft_wrap=False).print(table)
+    sys.exit(0 if healthy else 1)
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """The inventory's passwords and shared secrets (evilnet/platform/secrets.py names
+    them). Values are never printed."""
+
+
+def _files_site() -> Site:
+    site = _site()
+    if site.secrets_dir is None:
+        raise click.UsageError(f"{site.inventory.path} keeps its secrets in Ansible Vault "
+                               "(vault_evilnet_<name>, docs/security.md), not in files")
+    return site
+
+
+@secrets_group.command("init")
+@inventory_options
+@_format
+@_said
+def secrets_init(output: str) -> None:
+    """Generate every secret the inventory does not have yet, each in a 0600 file
+    (an existing one is kept). Exit 0."""
+    site = _files_site()
+    assert site.secrets_dir is not None
+    generated = store.ensure_all(site.secrets_dir)
+    if output == "json":
+        _echo_json({"directory": str(site.secrets_dir), "generated": generated,
+                    "changed": bool(generated)})
+    else:
+        click.echo(f"{len(generated)} generated, {len(store.SECRETS) - len(generated)} kept "
+                   f"({site.secrets_dir})" + (f": {', '.join(generated)}" if generated else ""))
+
+
+@secrets_group.command("status")
+@inventory_options
+@_format
+@_said
+def secrets_status(output: str) -> None:
+    """Each secret's file, whether it exists and is 0600 (never its value).
+    Exit 0 all present and private, 1 otherwise."""
+    site = _files_site()
+    assert site.secrets_dir is not None
+    rows = store.status(site.secrets_dir)
+    healthy = all(row["exists"] and row["private"] for row in rows)
+    if output == "json":
+        _echo_json({"secrets": rows, "healthy": healthy})
+    else:
+        table = Table("secret", "file", "mode", "for")
+        for row in rows:
+            table.add_row(str(row["name"]), str(row["file"]), str(row["mode"] or "missing"),
+                          str(row["purpose"]))
+        Console(soft_wrap=False).print(table)
+    sys.exit(0 if healthy else 1)
