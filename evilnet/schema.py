@@ -38,11 +38,16 @@ SCHEMA_VERSIONS = "schema_versions"
 METRICS = ("tweets", "retweets", "unique_users")
 # The columns of a window row as `evilnet query windows` and `evilnet check` show them.
 WINDOW_COLUMNS = ("city", "topic", "window_start", "window_end", *METRICS)
-# The job's two streaming queries (the `query` of JOB_PROGRESS): 5-minute windows
-# per city and per city and topic, and hourly windows per city with the leaderboard.
+# The job's two outputs, each with its row in JOB_PROGRESS (its `query`): 5-minute
+# windows per city and per city and topic, and hourly windows per city with the
+# leaderboard. Each is its own streaming query, or both are written by the one query
+# POSTS_QUERY (JobConfig ``one_query``), which records a row for each after a batch.
 WINDOWS_QUERY = "windows"
 HOURS_QUERY = "hours"
 JOB_QUERIES = (WINDOWS_QUERY, HOURS_QUERY)
+# The one streaming query that reads the topic once per trigger and writes both outputs
+# (its checkpoint directory and its name in Spark's UI and in the job's batch log).
+POSTS_QUERY = "posts"
 # The job's benchmark baseline (JobConfig ``plain_count``) runs one query instead: it
 # counts the topic's records per micro-batch, nothing else (benchmarks/stream_job_throughput.py).
 PLAIN_COUNT_QUERY = "count"

@@ -3,7 +3,7 @@ upserted into Cassandra.
 
     spark-submit job.py --config stream-job.yml [--trigger-seconds 5 ...]
 
-Two streaming queries over the same Kafka topic, each with its own checkpoint::
+Two outputs of the same Kafka topic::
 
     Kafka "tweets" -> from_json(PostRecord) -> bad records counted and dropped
       -> watermark on created_at -> duplicates of (city, id) dropped within it
@@ -11,6 +11,11 @@ Two streaming queries over the same Kafka topic, each with its own checkpoint::
                     -> city_windows, city_topic_windows, cities, city_topics
       -> "hours":   60-minute windows sliding by 1 minute, per city
                     -> city_hour_windows, top_cities (the leaderboard)
+
+``one_query: true`` runs them as one streaming query, "posts" (one read, parse and
+deduplication per trigger, one aggregation whose groups are both outputs' windows, one
+``foreachBatch`` writing the windows, then the hours); ``false``, as two queries, each
+with its own checkpoint, reading and parsing the topic on its own.
 
 Per group and window: tweets (distinct posts, as duplicates are dropped), retweets,
 unique users (exact: the size of the set of author ids; ``approx_unique_users``
@@ -35,6 +40,7 @@ import logging
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,13 +52,25 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
-from evilnet.schema import HOURS_QUERY, JOB_QUERIES, KEYSPACE, PLAIN_COUNT_QUERY, WINDOWS_QUERY
+from evilnet.schema import (
+    HOURS_QUERY,
+    JOB_QUERIES,
+    KEYSPACE,
+    PLAIN_COUNT_QUERY,
+    POSTS_QUERY,
+    WINDOWS_QUERY,
+)
 from evilnet.spark.metrics import JobMetrics
 from evilnet.spark.store import CassandraStore, WindowRow, connect
 
 log = logging.getLogger("evilnet.stream-job")
 
 PARSING_METRICS = "parsing"
+# Spark's state store providers (spark.sql.streaming.stateStore.providerClass).
+STATE_STORES = {
+    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+}
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,15 @@ class JobConfig:
     ttl_seconds: int = 30 * 86400
     top_ttl_seconds: int = 2 * 86400
     approx_unique_users: bool = False
+    # Both outputs from one streaming query (one read of the topic per trigger), or
+    # from two. Each layout has checkpoints of its own: a change starts from
+    # starting_offsets with empty state.
+    one_query: bool = False
     # Fixed in the checkpoint by the first run: later changes have no effect.
     shuffle_partitions: int = 2
+    # The state store provider (STATE_STORES), also fixed by the first run;
+    # rocksdb writes a changelog per batch instead of whole snapshots.
+    state_store: str = "hdfs"
     max_offsets_per_trigger: int = 0  # 0: no limit
     starting_offsets: str = "earliest"  # for a fresh checkpoint only
     fail_on_data_loss: bool = False  # offsets deleted by retention before they were read
@@ -97,6 +122,10 @@ class JobConfig:
                              "slide_seconds")
         if self.trigger_seconds <= 0 or self.watermark_seconds < 0:
             raise ValueError("trigger_seconds must be positive, watermark_seconds not negative")
+        if self.window_seconds > self.hour_window_seconds:
+            raise ValueError("window_seconds must not exceed hour_window_seconds")
+        if self.state_store not in STATE_STORES:
+            raise ValueError(f"state_store must be one of {', '.join(STATE_STORES)}")
 
 
 def parse_config(argv: list[str] | None = None) -> JobConfig:
@@ -208,17 +237,73 @@ def hour_counts(posts: DataFrame, config: JobConfig) -> DataFrame:
                   config.approx_unique_users)
 
 
+def output_counts(posts: DataFrame, config: JobConfig) -> DataFrame:
+    """Both outputs' rows from one aggregation: ``output`` (WINDOWS_QUERY or HOURS_QUERY),
+    city, topic, window_start, window_end and the three numbers.
+
+    Each post is assigned once to the hour windows that hold it (``window``, whose
+    event-time metadata gives the state its eviction and late rows their filter, as
+    in :func:`counts`); a window starts on a multiple of the slide, so the post's
+    short windows are those of them that start less than ``window_seconds`` before
+    it. Such a row also stands for its short window (same start), per city and per
+    topic: one group key holds both outputs. A short window's state lives as long
+    as its hour window's (its key's end is the hour's), not beyond.
+    """
+    window = F.window("created_at", f"{config.hour_window_seconds} seconds",
+                      f"{config.slide_seconds} seconds")
+    no_topic = F.lit(None).cast("string")
+
+    def target(output: str, topic: Column) -> Column:
+        return F.struct(F.lit(output).alias("output"), topic.alias("topic"))
+
+    short = F.col("created_at") < F.col("window.start") + F.make_dt_interval(
+        secs=F.lit(config.window_seconds))
+    targets = F.when(short, F.concat(
+        F.array(target(HOURS_QUERY, no_topic), target(WINDOWS_QUERY, no_topic)),
+        F.transform("topics", lambda topic: target(WINDOWS_QUERY, topic)))
+    ).otherwise(F.array(target(HOURS_QUERY, no_topic)))
+    rows = (posts.select("city", "topics", "author_id", "is_retweet", "created_at",
+                         window.alias("window"))
+            .select("city", "author_id", "is_retweet", "window",
+                    F.explode(targets).alias("target"))
+            .select("target.output", "city", "target.topic", "author_id", "is_retweet",
+                    "window"))
+    users: Column = (F.approx_count_distinct("author_id") if config.approx_unique_users
+                     else F.size(F.collect_set("author_id")))
+    start_ms = F.unix_millis("window.start")
+    return (rows.groupBy("output", "window", "city", "topic")
+            .agg(F.count(F.lit(1)).alias("tweets"),
+                 F.count_if("is_retweet").alias("retweets"),
+                 users.alias("unique_users"))
+            .select("output", "city", "topic", start_ms.alias("window_start"),
+                    F.when(F.col("output") == HOURS_QUERY, F.unix_millis("window.end"))
+                    .otherwise(start_ms + config.window_seconds * 1000).alias("window_end"),
+                    "tweets", "retweets", "unique_users"))
+
+
 # --- the sinks --------------------------------------------------------------------------
 
 def _millis(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
+def _window_row(row: dict) -> WindowRow:
+    return WindowRow(row["city"], row.get("topic"), _millis(row["window_start"]),
+                     _millis(row["window_end"]), row["tweets"], row["retweets"],
+                     row["unique_users"])
+
+
 def window_rows(batch: DataFrame) -> list[WindowRow]:
-    rows = [row.asDict() for row in batch.collect()]
-    return [WindowRow(row["city"], row.get("topic"), _millis(row["window_start"]),
-                      _millis(row["window_end"]), row["tweets"], row["retweets"],
-                      row["unique_users"]) for row in rows]
+    return [_window_row(row.asDict()) for row in batch.collect()]
+
+
+def output_rows(batch: DataFrame) -> dict[str, list[WindowRow]]:
+    """A batch of :func:`output_counts`, collected once, per output (JOB_QUERIES)."""
+    rows: dict[str, list[WindowRow]] = {output: [] for output in JOB_QUERIES}
+    for row in batch.collect():
+        record = row.asDict()
+        rows[record["output"]].append(_window_row(record))
+    return rows
 
 
 class ProgressListener(StreamingQueryListener):
@@ -238,19 +323,22 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryProgress(self, event) -> None:
         progress = event.progress
+        # The one query writes both outputs: each has its row, as if its own query's.
+        outputs = JOB_QUERIES if progress.name == POSTS_QUERY else (progress.name,)
         end_offsets = json.loads(progress.sources[0].endOffset or "{}").get(self.config.topic, {})
         parsing = progress.observedMetrics.get(PARSING_METRICS)
         bad_records = parsing["bad_records"] if parsing is not None else 0
         late_rows = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
         watermark = progress.eventTime.get("watermark")
         offsets = {int(partition): offset for partition, offset in end_offsets.items()}
-        self.metrics.batch(progress.name, progress.durationMs.get("triggerExecution"), offsets,
-                           progress.numInputRows, bad_records)
-        self.store.write_progress(
-            self.config.job_name, progress.name, progress.batchId, offsets,
-            progress.numInputRows, bad_records, late_rows,
-            datetime.fromisoformat(watermark.replace("Z", "+00:00")) if watermark else None,
-            self.config_json, datetime.now(UTC))
+        for output in outputs:
+            self.metrics.batch(output, progress.durationMs.get("triggerExecution"), offsets,
+                               progress.numInputRows, bad_records)
+            self.store.write_progress(
+                self.config.job_name, output, progress.batchId, offsets,
+                progress.numInputRows, bad_records, late_rows,
+                datetime.fromisoformat(watermark.replace("Z", "+00:00")) if watermark else None,
+                self.config_json, datetime.now(UTC))
         log.info(json.dumps({
             "event": "batch", "query": progress.name, "batch": progress.batchId,
             "input_rows": progress.numInputRows, "bad_records": bad_records,
@@ -262,9 +350,9 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryIdle(self, event) -> None:
         name = {str(q.id): q.name for q in self.spark.streams.active}.get(str(event.id))
-        if name:
-            self.metrics.idle(name)
-            self.store.touch_progress(self.config.job_name, name, self.config_json,
+        for output in JOB_QUERIES if name == POSTS_QUERY else (name,) if name else ():
+            self.metrics.idle(output)
+            self.store.touch_progress(self.config.job_name, output, self.config_json,
                                       datetime.now(UTC))
 
     def onQueryTerminated(self, event) -> None:
@@ -272,10 +360,11 @@ class ProgressListener(StreamingQueryListener):
                                 "exception": event.exception}))
 
 
-def start(frame: DataFrame, name: str, write, config: JobConfig):
+def start(frame: DataFrame, name: str, write_batch: Callable[[DataFrame], object],
+          config: JobConfig):
     return (frame.writeStream.queryName(name)
             .outputMode("update")
-            .foreachBatch(lambda batch, _batch_id: write(window_rows(batch)))
+            .foreachBatch(lambda batch, _batch_id: write_batch(batch))
             .option("checkpointLocation", f"{config.checkpoint_dir.rstrip('/')}/{name}")
             .trigger(processingTime=f"{config.trigger_seconds} seconds")
             .start())
@@ -310,21 +399,36 @@ def main(argv: list[str] | None = None) -> int:
             metrics.resume(query, row.end_offsets, row.updated_at)
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)
-    spark = (SparkSession.builder.appName(f"evilnet-{config.job_name}")
-             .config("spark.sql.shuffle.partitions", config.shuffle_partitions)
-             .config("spark.sql.session.timeZone", "UTC")
-             .getOrCreate())
+    builder = (SparkSession.builder.appName(f"evilnet-{config.job_name}")
+               .config("spark.sql.shuffle.partitions", config.shuffle_partitions)
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.streaming.stateStore.providerClass",
+                       STATE_STORES[config.state_store]))
+    if config.state_store == "rocksdb":
+        # Each batch uploads the changed keys only; a snapshot now and then.
+        builder = builder.config(
+            "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.log_level)
     spark.streams.addListener(ProgressListener(spark, store, config, metrics))
     log.info(json.dumps({"event": "starting", "config": asdict(config)}))
 
     if config.plain_count:
         start_plain_count(spark, config)
+    elif config.one_query:
+        def write_outputs(batch: DataFrame) -> None:
+            rows = output_rows(batch)
+            store.write_windows(rows[WINDOWS_QUERY], datetime.now(UTC))
+            store.write_hours(rows[HOURS_QUERY])
+
+        start(output_counts(read_posts(spark, config), config), POSTS_QUERY, write_outputs,
+              config)
     else:
         posts = read_posts(spark, config)
         start(window_counts(posts, config), WINDOWS_QUERY,
-              lambda rows: store.write_windows(rows, datetime.now(UTC)), config)
-        start(hour_counts(posts, config), HOURS_QUERY, store.write_hours, config)
+              lambda batch: store.write_windows(window_rows(batch), datetime.now(UTC)), config)
+        start(hour_counts(posts, config), HOURS_QUERY,
+              lambda batch: store.write_hours(window_rows(batch)), config)
     try:
         # A streaming job never ends on its own: any return is a failure to restart.
         spark.streams.awaitAnyTermination()

@@ -105,9 +105,12 @@ class CassandraStore:
 
         A leaderboard row's value is part of its key, so a city's previous entry is
         deleted when its value changes: the previous values are read from
-        city_hour_windows, which is written last. Run again after a crash at any
-        point, this converges (the same new values are inserted, the same old ones
-        deleted).
+        city_hour_windows, which is written last. Only the entries whose value
+        changed are written (a new post of a city always changes its tweets, its
+        retweets and unique users less often). Run again after a crash at any
+        point, this converges: before city_hour_windows is written, the same new
+        values are inserted and the same old ones deleted; after, every entry is
+        already in place (the inserts and deletes were done before it).
         """
         rows = list(rows)
         previous = {(r.city, r.window_end): r for r in self.read_hours_of(rows)}
@@ -116,8 +119,10 @@ class CassandraStore:
             old = previous.get((row.city, row.window_end))
             for metric in METRICS:
                 value = getattr(row, metric)
+                if old is not None and getattr(old, metric) == value:
+                    continue
                 inserts.append((metric, row.window_end, value, row.city, self.top_ttl_seconds))
-                if old is not None and getattr(old, metric) != value:
+                if old is not None:
                     deletes.append((metric, row.window_end, getattr(old, metric), row.city))
         self._run("insert_top_city", inserts)
         self._run("delete_top_city", deletes)
