@@ -1,15 +1,23 @@
 """The stream job's highest sustained rate and its freshness, beside a plain count.
 
-Two instances of ``spark/job.py`` are deployed in turn by the stream_job role,
-each with one executor core (``stream_job_cores: 1``) and the same trigger,
-reading one fresh benchmark topic (6 partitions, replication 2, like ``tweets``)
-from its latest offset:
+Instances of ``spark/job.py`` are deployed in turn by the stream_job role, one
+per mode (:data:`MODES`), each with one executor core (``stream_job_cores: 1``)
+and the same trigger, reading one fresh benchmark topic (6 partitions,
+replication 2, like ``tweets``) from its latest offset:
 
-* **job**: the real job (``windows`` and ``hours`` queries, production windows
-  and watermark) writing into its own keyspace;
+* **job**: the real job as the role deploys it (production windows and
+  watermark) writing into its own keyspace; **two**, **one** and **rocksdb**:
+  the job with two queries, with one query, and with one query on the RocksDB
+  state store (changelog checkpointing), whatever the role's defaults;
 * **plain**: the same job with ``plain_count: true``: one query reading the same
   topic with the same source options and only counting each micro-batch's
   records (no parsing, windows, deduplication or state).
+
+The posts are those of ``--cities`` cities, 5 topics each: up to 20, the list
+below; beyond, these and then the catalog's most populous cities (the seed's
+1,130 cities: ``--cities 1130``). ``--city-zipf S`` skews the cities' activity:
+the k-th city of the list posts about 1/k^S as often as the first (0: the
+generator's own weights, 1 to 10 per city).
 
 For each rate of a ladder (after a warm-up at the first rate), this process
 produces realistic ``PostRecord`` values (the generator's cities, topics,
@@ -39,7 +47,7 @@ nothing. It needs the local stack up, a free Spark core, and several minutes.
 
     .venv/bin/python benchmarks/stream_job_throughput.py [--rates 250,1000,4000]
         [--trigger-seconds 60] [--step-seconds 180] [--warmup-seconds 90] [--cities 20]
-        [--modes job,plain] [--refine 1] [--out FILE] [--report FILE ...]
+        [--city-zipf 0] [--modes job,plain] [--refine 1] [--out FILE] [--report FILE ...]
 """
 
 from __future__ import annotations
@@ -65,12 +73,13 @@ from kafka.partitioner.default import murmur2
 from rich.console import Console
 from rich.table import Table
 
+from evilnet.cities import load_catalog
 from evilnet.contracts import PostRecord
 from evilnet.platform.playbook import run_playbook
 from evilnet.producer.generator import snowflake, synthesize, synthetic_rules
 from evilnet.producer.routing import Line, Router
 from evilnet.producer.sink import KafkaSettings
-from evilnet.schema import JOB_QUERIES, PLAIN_COUNT_QUERY, WINDOWS_QUERY
+from evilnet.schema import JOB_QUERIES, PLAIN_COUNT_QUERY, POSTS_QUERY, WINDOWS_QUERY
 from evilnet.spark.store import CassandraStore, connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +90,17 @@ CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto", "Vancouver", 
           "Québec", "Calgary", "Edmonton", "Ottawa", "Winnipeg", "Victoria", "Saskatoon",
           "Regina", "Sherbrooke", "Gatineau", "Moncton", "Fredericton", "Kelowna", "Laval"]
 TOPICS = ["hockey", "food", "traffic", "weather", "music"]
+# The instances a run can measure, in the order given: job settings of each
+# (stream_job_extra_config) beside the benchmark's own.
+MODES = {
+    "job": {},
+    "two": {"one_query": False, "state_store": "hdfs"},
+    "one": {"one_query": True, "state_store": "hdfs"},
+    "rocksdb": {"one_query": True, "state_store": "rocksdb"},
+    "plain": {"plain_count": True},
+}
+# Records in the pool the producer sends round-robin (more with many cities).
+POOL_RECORDS = 20_000
 # Placeholders in a serialized record, replaced at send time.
 _ID_MARK = "9999999999999999999"
 _TIME_MARK = datetime(2000, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
@@ -100,12 +120,46 @@ class Template:
     tail: bytes  # ", ...
 
 
-def templates(count: int, cities: list[str], seed: int = 7) -> list[Template]:
-    """Serialized PostRecords of realistic posts, with the id and created_at left open."""
+def benchmark_cities(count: int) -> list[str]:
+    """CITIES, then the catalog's most populous cities not among them, ``count`` in all."""
+    names = list(CITIES)
+    for city in load_catalog().cities:
+        if len(names) >= count:
+            break
+        if city.name not in names:
+            names.append(city.name)
+    if len(names) < count:
+        raise SystemExit(f"the catalog has {len(names)} cities, not {count}")
+    return names[:count]
+
+
+def templates(count: int, cities: list[str], seed: int = 7, zipf: float = 0.0) -> list[Template]:
+    """Serialized PostRecords of realistic posts, with the id and created_at left open.
+
+    ``zipf`` 0: the generator's posts of all cities (its own city weights). Above 0,
+    each city's own posts (its users, topics and retweets), as many as its Zipf
+    weight of ``count`` (at least 8), shuffled together.
+    """
+    if zipf <= 0:
+        return _templates(synthesize(synthetic_rules(cities, TOPICS), posts=count, seed=seed))
+    import random
+
+    weights = [1 / rank**zipf for rank in range(1, len(cities) + 1)]
+    total = sum(weights)
+    out: list[Template] = []
+    for index, (city, weight) in enumerate(zip(cities, weights, strict=True)):
+        posts = max(8, round(count * weight / total))
+        out.extend(_templates(synthesize(synthetic_rules([city], TOPICS), posts=posts,
+                                         seed=seed + index * 1024)))
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def _templates(posts) -> list[Template]:
     router, out = Router(256 * 1024), []
     marks = (json.dumps(_ID_MARK).encode(), json.dumps(_TIME_MARK.isoformat()
                                                         .replace("+00:00", "Z")).encode())
-    for post in synthesize(synthetic_rules(cities, TOPICS), posts=count, seed=seed):
+    for post in posts:
         line = json.dumps(post, ensure_ascii=False).encode()
         for record in router.route(Line(line, len(line))).records:
             value = PostRecord(**{**record.model_dump(), "id": _ID_MARK,
@@ -337,10 +391,14 @@ def measure_step(instance: Instance, poller: ProgressPoller, producer: PacedProd
     time.sleep(1.0)  # the log line of the last batch
     caught_up = None if done is None else done - sent.ended
     durations = batch_log(*log)
-    batches = [durations.get((s.query, s.batch_id)) for q in instance.queries
-               for s in poller.rows(q) if s.batch_id > before[q]]
-    missing = sum(1 for b in batches if b is None)
-    batches = [b for b in batches if b is not None]
+    # The one-query job logs each batch once, as POSTS_QUERY's, for both its outputs.
+    logged: dict[tuple[str, int], dict | None] = {}
+    for key in {(s.query, s.batch_id) for q in instance.queries for s in poller.rows(q)
+                if s.batch_id > before[q]}:
+        record = durations.get(key) or durations.get((POSTS_QUERY, key[1]))
+        logged[(record["query"], record["batch"]) if record else key] = record
+    missing = sum(1 for b in logged.values() if b is None)
+    batches = [b for b in logged.values() if b is not None]
     seconds = [b["duration_ms"] / 1000 for b in batches] or [0.0]
     fresh, not_visible = freshness(poller.rows(instance.fresh_query), sent)
     reasons = []
@@ -360,7 +418,7 @@ def measure_step(instance: Instance, poller: ProgressPoller, producer: PacedProd
                 quantiles[49] if quantiles else None, quantiles[94] if quantiles else None,
                 not_visible, not reasons, "; ".join(reasons), warmup,
                 {q: max((b["duration_ms"] / 1000 for b in batches if b["query"] == q),
-                        default=0.0) for q in instance.queries},
+                        default=0.0) for q in sorted({b["query"] for b in batches})},
                 trigger, os.getloadavg()[0])
 
 
@@ -384,7 +442,8 @@ def run_instance(mode: str, args: argparse.Namespace, topic: str, store: Cassand
                  producer: PacedProducer, ladder: list[float], done: list[Instance]) -> None:
     """Deploy the mode's instance, climb the ladder, stop it; ``done`` gets it at once."""
     plain = mode == "plain"
-    name = f"{args.name}-count" if plain else args.name
+    name = (f"{args.name}-count" if plain else args.name if mode == "job"
+            else f"{args.name}-{mode}")
     instance = Instance(mode, name, (PLAIN_COUNT_QUERY,) if plain else JOB_QUERIES,
                         PLAIN_COUNT_QUERY if plain else WINDOWS_QUERY)
     done.append(instance)
@@ -404,7 +463,8 @@ def run_instance(mode: str, args: argparse.Namespace, topic: str, store: Cassand
             # The production instance's metrics endpoint and Spark UI (Prometheus
             # scrapes them) stay its own; the tests' instance has UI port 4041.
             "stream_job_metrics_port": 0, "stream_job_ui_port": 4043 if plain else 4042,
-            "stream_job_extra_config": {"starting_offsets": "latest", "plain_count": plain}})
+            "stream_job_extra_config": {"starting_offsets": "latest", "plain_count": plain,
+                                        **MODES[mode]}})
     instance.deploy_s = time.time() - started
     poller = ProgressPoller(store, name)
     poller.start()
@@ -470,7 +530,7 @@ def report(results: list[dict]) -> None:
     def fmt(value, digits=1):
         return "-" if value is None else f"{value:.{digits}f}"
 
-    for mode in ("job", "plain"):
+    for mode in (m for m in MODES if m in instances):
         for step in sorted((s for s in instances.get(mode, {"steps": []})["steps"]
                             if not s["warmup"]), key=lambda s: s["rate"]):
             table.add_row(mode, str(instances[mode]["meta"]["trigger_seconds"]),
@@ -483,22 +543,24 @@ def report(results: list[dict]) -> None:
                           fmt(step.get("load_1m")),
                           "yes" if step["sustained"] else f"no: {step['why']}")
     console.print(table)
-    job, plain = (best(instances[m]) if m in instances else None for m in ("job", "plain"))
-    for mode, top in (("job", job), ("plain", plain)):
-        if mode in instances:
-            console.print(f"{mode}: highest sustained rate "
-                          f"{'none' if top is None else format(top['rate'], 'g')} posts/s")
-    if job and plain:
+    tops = {mode: best(instances[mode]) for mode in MODES if mode in instances}
+    for mode, top in tops.items():
+        console.print(f"{mode}: highest sustained rate "
+                      f"{'none' if top is None else format(top['rate'], 'g')} posts/s")
+    plain = tops.get("plain")
+    for mode, job in tops.items():
+        if mode == "plain" or not (job and plain):
+            continue
         plain_limited = all(s["sustained"] or "producer" in s["why"]
                             for s in instances["plain"]["steps"])
-        console.print(f"sustained rate, job / plain count: {job['rate'] / plain['rate']:.2f}"
+        console.print(f"sustained rate, {mode} / plain count: {job['rate'] / plain['rate']:.2f}"
                       + (" (at most: the plain count was never saturated)"
                          if plain_limited else ""))
         same = next((s for s in instances["plain"]["steps"]
                      if s["rate"] == job["rate"] and not s["warmup"]), None)
         if same and same["fresh_p50_s"] and job["fresh_p50_s"]:
             console.print(
-                f"freshness at {job['rate']:g} posts/s, job / plain count: "
+                f"freshness at {job['rate']:g} posts/s, {mode} / plain count: "
                 f"p50 {job['fresh_p50_s']:.1f} / {same['fresh_p50_s']:.1f} s = "
                 f"{job['fresh_p50_s'] / same['fresh_p50_s']:.2f}, "
                 f"p95 {job['fresh_p95_s']:.1f} / {same['fresh_p95_s']:.1f} s = "
@@ -519,12 +581,17 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--step-seconds", type=float, default=180,
                         help="seconds of production per rate (default: 3 triggers)")
     parser.add_argument("--warmup-seconds", type=float, default=90)
-    parser.add_argument("--cities", type=int, default=len(CITIES), choices=range(1, 21),
-                        metavar="1-20", help="cities of the posts, 5 topics each "
-                        "(default: %(default)s)")
+    parser.add_argument("--cities", type=int, default=len(CITIES),
+                        help="cities of the posts, 5 topics each: the list's, then the "
+                        "catalog's most populous (default: %(default)s)")
+    parser.add_argument("--city-zipf", type=float, default=0.0,
+                        help="Zipf exponent of the cities' activity, 0 for the generator's "
+                        "weights (default: %(default)s)")
     parser.add_argument("--refine", type=int, default=1,
                         help="bisections between the last sustained rate and the first not")
-    parser.add_argument("--modes", default="job,plain", help="job, plain or both, in order")
+    parser.add_argument("--modes", default="job,plain",
+                        help=f"the instances, in order, of: {', '.join(MODES)} "
+                        "(default: %(default)s)")
     parser.add_argument("--name", default="stream-job-bench", help="the instance's name "
                         "(the plain count's is NAME-count)")
     parser.add_argument("--keyspace", default="evilnet_bench")
@@ -544,13 +611,14 @@ def main() -> None:
         report([json.loads(path.read_text()) for path in args.report])
         return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not set(modes) <= {"job", "plain"}:
-        raise SystemExit("--modes takes job and/or plain")
+    if not set(modes) <= set(MODES):
+        raise SystemExit(f"--modes takes some of {', '.join(MODES)}")
     meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, shared with the whole local stack",
             "trigger_seconds": args.trigger_seconds, "step_seconds": args.step_seconds,
             "warmup_seconds": args.warmup_seconds, "rates": args.rates,
-            "cities": args.cities, "topics_per_city": len(TOPICS)}
+            "cities": args.cities, "city_zipf": args.city_zipf,
+            "topics_per_city": len(TOPICS), "modes": modes}
     result = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--cassandra", args.cassandra,
                              "--keyspace", args.keyspace], capture_output=True, text=True,
                             check=False)
@@ -562,7 +630,9 @@ def main() -> None:
     admin.create_topics([NewTopic(topic, PARTITIONS, 2,
                                   topic_configs={"retention.ms": "86400000"})])
     console.log(f"topic {topic}; records from the generator")
-    pool = templates(20_000, CITIES[:args.cities])
+    cities = benchmark_cities(args.cities)
+    pool = templates(max(POOL_RECORDS, 50 * len(cities)), cities, zipf=args.city_zipf)
+    console.log(f"{len(pool)} records of {len({t.key for t in pool})} cities in the pool")
     check = PostRecord.model_validate_json(b"".join((pool[0].head, b"1", pool[0].middle,
                                                     iso(time.time()), pool[0].tail)))
     assert check.city.encode() == pool[0].key
@@ -572,7 +642,9 @@ def main() -> None:
     try:
         for mode in modes:
             ladder = list(args.rates)
-            job = next((best(asdict(i)) for i in instances if i.mode == "job"), None)
+            job = max((top for i in instances if i.mode != "plain"
+                       and (top := best(asdict(i))) is not None),
+                      key=lambda step: step["rate"], default=None)
             if mode == "plain" and job is not None:
                 # The plain count at the job's highest sustained rate (the freshness
                 # ratio), then at the top rate (its own limit).
