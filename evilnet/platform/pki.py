@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from evilnet.platform.secrets import SECRET_MODE, write_private
+from evilnet.platform.secrets import SECRET_MODE, make_private_dirs, write_private
 
 # RSA: the one key type every PEM reader of the services parses (Kafka's, ZooKeeper's
 # and Cassandra's PEM loaders, Java's PKCS12, Python's ssl, Go's crypto/tls).
@@ -99,7 +99,7 @@ def _write(target: Path, content: bytes, mode: int) -> None:
     if mode == SECRET_MODE:
         write_private(target, content, replace=True)
         return
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(target.parent)
     descriptor, staged = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     os.fchmod(descriptor, mode)
     with os.fdopen(descriptor, "wb") as staged_file:
@@ -158,7 +158,7 @@ class Authority:
     def init(self) -> bool:
         """Create the CA if there is none; whether it was created. An existing CA is
         kept: replacing it means re-issuing every certificate (docs/security.md)."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(self.directory)
         if self.exists():
             self.load()  # a wrong passphrase or a broken key is said now
             return False

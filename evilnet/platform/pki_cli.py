@@ -14,16 +14,20 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from evilnet.locations import Stack, inventory_options
-from evilnet.platform import pki
 from evilnet.platform import secrets as store
 from evilnet.platform.inventory import Inventory, InventoryError
+
+if TYPE_CHECKING:
+    # Imported when a command runs: cryptography takes 0.2 s that `evilnet --help`
+    # and the other commands need not pay.
+    from evilnet.platform import pki
 
 # What --secrets-stdin reads: the CA key's passphrase and the stores' password.
 STDIN_KEYS = ("ca_passphrase", "pki_store_password")
@@ -79,6 +83,8 @@ class Site:
                    int(inventory.var(host, "pki_renew_within_days", "pki")))
 
     def requests(self) -> list[pki.Request]:
+        from evilnet.platform import pki
+
         groups = self.inventory.groups
         return pki.requests_for({host: self.inventory.address(host)
                                  for host in self.inventory.hostvars}, groups)
@@ -98,6 +104,8 @@ class Site:
         return (passphrase.encode() if passphrase else None), password
 
     def authority(self, passphrase: bytes | None) -> pki.Authority:
+        from evilnet.platform import pki
+
         return pki.Authority(self.pki_dir, self.name, passphrase)
 
 
@@ -127,6 +135,8 @@ def _said(command: Callable[..., Any]) -> Callable[..., Any]:
     """The CA's and the secrets' own errors as `evilnet`'s one line and exit 2."""
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
+        from evilnet.platform import pki
+
         try:
             return command(*args, **kwargs)
         except (pki.PkiError, store.SecretError) as error:

@@ -106,8 +106,12 @@ def read(directory: Path, name: str) -> str:
                           f"(`evilnet secrets init` generates it)") from None
 
 
-def _make_private_dirs(directory: Path) -> None:
-    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+def make_private_dirs(directory: Path) -> None:
+    """``directory`` and every missing parent, each its owner's alone (mkdir's mode
+    applies to the last one only)."""
+    missing = [directory, *directory.parents]
+    for parent in reversed(missing[:next(i for i, p in enumerate(missing) if p.exists())]):
+        parent.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
 
 
 def write_private(target: Path, content: bytes, *, replace: bool) -> bool:
@@ -115,7 +119,7 @@ def write_private(target: Path, content: bytes, *, replace: bool) -> bool:
     with other permissions (written to a 0600 file beside it, then moved or linked).
     With ``replace`` false an existing file is kept, even against a concurrent
     writer (the link fails if the name exists). Whether ``target`` was written."""
-    _make_private_dirs(target.parent)
+    make_private_dirs(target.parent)
     descriptor, staged = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         os.fchmod(descriptor, SECRET_MODE)
