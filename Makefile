@@ -12,7 +12,7 @@ JAVA17_HOME := /usr/lib/jvm/java-17-openjdk-amd64
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help prerequisites venv stage up down status test lint \
-        cluster-prerequisites cluster-up cluster-down cluster-status
+        cluster-prerequisites cluster-up cluster-down cluster-status cluster-stage cluster-deploy
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,12 +62,18 @@ test: up  ## The whole test suite, against the stack `make up` brought up
 # as separate Debian 12 machines under systemd-nspawn, reached over SSH. As root.
 # CLUSTER_HOSTS="zk-1 zk-2" acts on those hosts only.
 CLUSTER_HOSTS ?=
+# The bed's controller stages into a cache of its own: the local stack's
+# (~/.cache/evilnet) may be re-staged from another tree at the same time.
+CLUSTER_STAGE ?= $(CURDIR)/.run/testbed/stage
+CLUSTER_PLAYBOOK := EVILNET_CACHE=$(CLUSTER_STAGE) $(BIN)/ansible-playbook -i inventories/cluster
 
-cluster-prerequisites:  ## systemd-nspawn, debootstrap and ssh through apt, when missing (Debian 12)
+cluster-prerequisites:  ## systemd-nspawn, debootstrap, ssh, apt-ftparchive and gpg through apt, when missing (Debian 12)
 	@missing=""; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v apt-ftparchive >/dev/null || missing="$$missing apt-utils"; \
+	command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing through apt:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -81,3 +87,10 @@ cluster-down: venv  ## Stop and remove the test bed's hosts and bridge (the cach
 
 cluster-status: venv  ## Each test bed host: down, no SSH answer, or its systemd state
 	$(BIN)/python -m testbed status $(CLUSTER_HOSTS)
+
+cluster-stage: prerequisites cluster-prerequisites venv  ## Stage the bed's artifacts, its Debian packages among them
+	EVILNET_CACHE=$(CLUSTER_STAGE) $(BIN)/evilnet stage --debian
+
+cluster-deploy: cluster-up cluster-stage  ## site.yml on the bed from this controller over SSH, then every service's health
+	$(CLUSTER_PLAYBOOK) ansible/site.yml
+	$(BIN)/evilnet -i inventories/cluster status

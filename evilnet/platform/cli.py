@@ -58,7 +58,11 @@ console = Console(stderr=True)
               help="The project's source tree, built into the wheel the hosts install.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cache directory [default: $EVILNET_CACHE or ~/.cache/evilnet].")
-def stage(pins: Path, project: Path, cache: Path | None) -> None:
+@click.option("--debian", is_flag=True,
+              help="Also stage the pins' Debian packages as signed apt repositories, for "
+                   "hosts that install them (evilnet_manage_packages); needs a Debian 12 "
+                   "controller with a current apt package list.")
+def stage(pins: Path, project: Path, cache: Path | None, debian: bool) -> None:
     """Resolve, verify and cache the pinned artifacts the hosts install."""
     with console.status("staging artifacts") as spinner:
         def progress(message: str) -> None:
@@ -66,7 +70,8 @@ def stage(pins: Path, project: Path, cache: Path | None) -> None:
             console.log(message)
 
         try:
-            manifest = stage_artifacts(pins, project, cache or default_cache_dir(), progress)
+            manifest = stage_artifacts(pins, project, cache or default_cache_dir(), progress,
+                                       debian=debian)
         except StagingError as error:
             raise click.ClickException(str(error)) from error
     click.echo(manifest)

@@ -6,6 +6,13 @@ component into a reproducible archive, records its sha256 in a manifest and keep
 everything in a cache between runs. Ansible roles read the manifest and copy the
 archives to the hosts.
 
+The Debian packages roles install through apt on real hosts (Java, Prometheus) are
+staged too, when asked (``debian=True``: the local stack does not install packages):
+the controller's apt resolves each component's packages with their whole dependency
+closure, downloads them (apt checks every file against its signed lists), and makes
+them a flat apt repository signed by a key generated once per controller. Hosts copy
+it, trust that key only for it, and install from it without reaching a mirror.
+
 A component is staged again only when its pins change (its *key* is a hash of its
 specification); the project's own wheel is rebuilt only when its sources change.
 Archives and wheels are byte-for-byte reproducible, so a second ``make up`` copies
@@ -144,6 +151,141 @@ def stage_maven_component(
     return StagedFile(staged_name, version, str(archive), _sha256(archive))
 
 
+@dataclass(frozen=True)
+class StagedRepository(StagedFile):
+    """A flat apt repository of one component: the packages a role installs from it
+    (``packages``), and their dependencies."""
+
+    packages: tuple[str, ...]
+
+
+# The controller's key that signs the staged repositories (its public half goes to the
+# hosts): generated on the first Debian staging, kept in the cache.
+_SIGNING_DIR = "signing"
+_SIGNING_UID = "EvilNet staged packages"
+
+
+def _ensure_signing_key(debian: Path, progress: Progress) -> tuple[str, StagedFile]:
+    """This controller's signing key (made once): its GnuPG home and public keyring."""
+    home = debian / _SIGNING_DIR
+    public = debian / "evilnet-staged.gpg"
+    if not public.exists():
+        progress("debian: generating this controller's repository signing key (once)")
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True, mode=0o700)
+        _run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
+              "--quick-generate-key", f"{_SIGNING_UID} ({os.uname().nodename})",
+              "ed25519", "sign", "never"], "generating the signing key")
+        exported = subprocess.run(["gpg", "--homedir", str(home), "--export"],
+                                  capture_output=True, check=True).stdout
+        partial = public.with_suffix(".partial")
+        partial.write_bytes(exported)
+        partial.replace(public)
+    listing = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-secret-keys"],
+        capture_output=True, text=True, check=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines()
+                       if line.startswith("fpr:"))
+    return str(home), StagedFile(f"evilnet-staged-{fingerprint[-16:].lower()}", fingerprint,
+                                 str(public), _sha256(public))
+
+
+def _apt_get(status: Path, *args: str) -> list[str]:
+    """apt-get as on a Debian host with no package installed (``status`` is empty), so
+    that it resolves a component's whole closure whatever a host already holds; it
+    installs nothing and takes no lock on the controller's own packages."""
+    return ["apt-get", "-qq", "--no-install-recommends", "-o", f"Dir::State::status={status}",
+            "-o", "Debug::NoLocking=1", *args]
+
+
+def stage_debian_component(name: str, packages: list[str], cache: Path, progress: Progress
+                           ) -> StagedRepository:
+    """``packages`` and their dependency closure as a signed flat apt repository, packed.
+
+    The closure is the full one (as for a host with nothing installed), not the part a
+    given host lacks: the repository then serves any Debian host of the controller's
+    release, whatever its base system holds. Resolved from the controller's apt lists,
+    which must be of the hosts' release (Debian 12).
+    """
+    for tool in ("apt-get", "apt-ftparchive", "gpg"):
+        if shutil.which(tool) is None:
+            raise StagingError(f"{tool} is not on PATH: staging Debian packages needs a Debian "
+                               "controller with apt-utils and gnupg")
+    debian = cache / "debian"
+    debian.mkdir(parents=True, exist_ok=True)
+    gnupg_home, signing_key = _ensure_signing_key(debian, progress)
+    with tempfile.TemporaryDirectory(prefix=f"stage-{name}-") as work:
+        workdir = Path(work)
+        status = workdir / "status"
+        status.write_text("")
+        resolved = subprocess.run(_apt_get(status, "install", "--print-uris", *packages),
+                                  capture_output=True, text=True, check=False)
+        if resolved.returncode != 0 or not resolved.stdout.strip():
+            raise StagingError(
+                f"apt could not resolve {' '.join(packages)} (is the controller's apt "
+                f"package list current? `apt-get update`):\n{resolved.stderr.strip()}")
+        # One line a package: 'URI' FILENAME SIZE HASH; a file name holds its version.
+        debs = sorted(line.split()[1] for line in resolved.stdout.splitlines())
+        key = _spec_key({"packages": sorted(packages), "debs": debs,
+                         "signed_by": signing_key.version, "format": 1})
+        staged_name = f"{name}-{key}"
+        archive = debian / f"{staged_name}.tar.gz"
+        version = ",".join(deb.split("_")[1] for deb in debs
+                           if deb.split("_")[0] in packages)
+        if archive.exists():
+            progress(f"{name}: cached ({len(debs)} Debian packages)")
+            return StagedRepository(staged_name, version, str(archive), _sha256(archive),
+                                    tuple(packages))
+
+        progress(f"{name}: downloading {len(debs)} Debian packages (with dependencies)")
+        repository = workdir / "repository"
+        (repository / "partial").mkdir(parents=True)
+        _run(_apt_get(status, "install", "--download-only", "--yes",
+                      "-o", f"Dir::Cache::archives={repository}", *packages),
+             f"downloading the Debian packages of {name}")
+        shutil.rmtree(repository / "partial")
+        (repository / "lock").unlink(missing_ok=True)
+        _write_apt_index(repository, gnupg_home, signing_key.version)
+        _reproducible_tar(repository, staged_name, archive)
+    return StagedRepository(staged_name, version, str(archive), _sha256(archive),
+                            tuple(packages))
+
+
+def _write_apt_index(repository: Path, gnupg_home: str, fingerprint: str) -> None:
+    """Packages and a signed InRelease: a flat repository (``Suites: ./`` on hosts)."""
+    index = subprocess.run(["apt-ftparchive", "packages", "."], cwd=repository,
+                           capture_output=True, check=True).stdout
+    (repository / "Packages").write_bytes(index)
+    with (repository / "Packages.gz").open("wb") as out, \
+            gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(index)
+    release = subprocess.run(
+        ["apt-ftparchive", "-o", f"APT::FTPArchive::Release::Origin={_SIGNING_UID}",
+         "-o", "APT::FTPArchive::Release::Label=evilnet-staged", "release", "."],
+        cwd=repository, capture_output=True, check=True).stdout
+    (repository / "Release").write_bytes(release)
+    _run(["gpg", "--homedir", gnupg_home, "--batch", "--yes", "--local-user", fingerprint,
+          "--clearsign", "--output", str(repository / "InRelease"),
+          str(repository / "Release")], "signing the staged repository")
+
+
+def stage_debian(components: dict[str, list[str]], cache: Path, progress: Progress
+                 ) -> dict[str, object]:
+    """Every Debian component of the pins, and the key the hosts verify them with."""
+    try:
+        repositories = {
+            name: asdict(stage_debian_component(name, list(packages), cache, progress))
+            for name, packages in components.items()}
+        _, signing_key = _ensure_signing_key(cache / "debian", progress)
+    finally:
+        # gpg leaves an agent running per home: stop it, staging is a one-shot command.
+        home = cache / "debian" / _SIGNING_DIR
+        if home.is_dir():
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                           capture_output=True, check=False)
+    return {"signing_key": asdict(signing_key), "repositories": repositories}
+
+
 def _pip(*args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
 
@@ -270,11 +412,25 @@ def _source_key(project: Path) -> str:
     return digest.hexdigest()
 
 
+def _files_exist(debian: dict | None) -> bool:
+    if not debian:
+        return False
+    staged = [debian["signing_key"], *debian["repositories"].values()]
+    return all(Path(entry["path"]).is_file() for entry in staged)
+
+
 def stage(pins_file: Path, project: Path, cache: Path | None = None,
-          progress: Progress = lambda _: None) -> Path:
+          progress: Progress = lambda _: None, debian: bool = False) -> Path:
     """Stage everything ``pins_file`` names and the wheel of ``project``, the source
-    tree; return the manifest's path."""
+    tree; return the manifest's path.
+
+    The Debian packages are staged only with ``debian``; without it, the manifest keeps
+    those an earlier run staged (while their files are there), so a plain run does not
+    take them from a bed or a site that installs them.
+    """
     cache = cache or default_cache_dir()
+    path = cache / "manifest.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
     pins = yaml.safe_load(pins_file.read_text())
     if shutil.which("mvn") is None:
         raise StagingError("mvn is not on PATH: install Maven (make up does it through apt)")
@@ -289,6 +445,9 @@ def stage(pins_file: Path, project: Path, cache: Path | None = None,
     staged_python = stage_python(str(python["pyspark"]), str(python["uv"]), project, cache,
                                  progress)
     manifest["python"] = {name: asdict(staged) for name, staged in staged_python.items()}
-    path = cache / "manifest.json"
+    if debian:
+        manifest["debian"] = stage_debian(pins.get("debian", {}), cache, progress)
+    elif _files_exist(earlier.get("debian")):
+        manifest["debian"] = earlier["debian"]
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path

@@ -49,6 +49,7 @@ BAD_VALUES = {
     "runtime": ("runtime_compile_bytecode", "maybe"),
     "service": ("service_manager", "upstart"),
     "spark": ("spark_log_level", "VERBOSE"),
+    "staged_packages": ("staged_packages_cache_valid_time", "a day"),
     "stream_job": ("stream_job_state", "gone"),
     "x_api_simulator": ("x_api_simulator_rate", "fast"),
     "zookeeper": ("zookeeper_4lw_whitelist", ["ruok", "nope"]),

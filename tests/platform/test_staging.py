@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from evilnet.platform.staging import StagingError, pack_runtime_wheels, stage_maven_component
+from evilnet.platform.staging import (
+    StagingError,
+    pack_runtime_wheels,
+    stage_debian,
+    stage_maven_component,
+)
 
 SLF4J = "org.slf4j:slf4j-api:1.7.36"
 
@@ -79,3 +85,69 @@ def test_the_runtime_archive_holds_the_wheels_and_an_executable_uv(tmp_path: Pat
     assert pack_runtime_wheels(wheelhouse, tmp_path, pyspark=pyspark, uv=uv) == staged
     (wheelhouse / "rich-15.0.0-py3-none-any.whl").write_bytes(b"patched")
     assert pack_runtime_wheels(wheelhouse, tmp_path, pyspark=pyspark, uv=uv).name != staged.name
+
+
+# Debian packages: a small package with dependencies of its own, resolved by the
+# controller's apt (its package lists must be current) into a signed flat repository.
+DEBIAN_PACKAGE = "libjs-sphinxdoc"  # depends on libjs-jquery and libjs-underscore
+
+
+def _apt_on_the_repository(tmp_path: Path, repository: Path, keyring: str) -> str:
+    """What an apt whose only source is ``repository`` (as the staged_packages role
+    writes it) offers for DEBIAN_PACKAGE, after an update that checks the signature."""
+    state = tmp_path / "apt"
+    (state / "lists" / "partial").mkdir(parents=True)
+    (state / "sources").mkdir()
+    (state / "sources" / "staged.sources").write_text(
+        f"Types: deb\nURIs: file:{repository}\nSuites: ./\nSigned-By: {keyring}\n")
+    options = ["-o", f"Dir::Etc::SourceParts={state / 'sources'}",
+               "-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::State::Lists={state / 'lists'}",
+               "-o", f"Dir::Cache={state / 'cache'}", "-o", "Debug::NoLocking=1",
+               # pytest's directories are root's alone: no download sandbox for them.
+               "-o", "APT::Sandbox::User=root"]
+    update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True,
+                            check=False)
+    said = update.stdout + update.stderr
+    assert update.returncode == 0 and "W:" not in said and "E:" not in said, said
+    return subprocess.run(["apt-cache", *options, "policy", DEBIAN_PACKAGE],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_debian_packages_are_a_signed_apt_repository_with_their_dependencies(
+        tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    staged = stage_debian(
+        {"docs": [DEBIAN_PACKAGE]}, cache, lambda _: None)
+    repository = staged["repositories"]["docs"]
+    archive = Path(repository["path"])
+    assert repository["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert repository["packages"] == (DEBIAN_PACKAGE,)
+    unpacked = tmp_path / "host"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    root = unpacked / repository["name"]
+    debs = {path.name.split("_")[0] for path in root.glob("*.deb")}
+    assert {DEBIAN_PACKAGE, "libjs-jquery", "libjs-underscore"} <= debs
+
+    keyring = staged["signing_key"]["path"]
+    policy = _apt_on_the_repository(tmp_path, root, keyring)
+    assert f"file:{root} ./ Packages" in policy, policy
+
+    # A repository changed after it was signed is refused.
+    (root / "InRelease").write_text((root / "InRelease").read_text().replace(
+        "Label: evilnet-staged", "Label: tampered"))
+    with pytest.raises(AssertionError, match=r"BADSIG|not signed"):
+        _apt_on_the_repository(tmp_path / "again", root, keyring)
+
+
+def test_staging_debian_packages_again_uses_the_cache(tmp_path: Path) -> None:
+    first = stage_debian({"docs": [DEBIAN_PACKAGE]}, tmp_path, lambda _: None)
+    messages: list[str] = []
+    again = stage_debian({"docs": [DEBIAN_PACKAGE]}, tmp_path, messages.append)
+    assert again == first
+    assert messages == ["docs: cached (3 Debian packages)"]
+
+
+def test_a_package_apt_does_not_know_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StagingError, match="apt could not resolve evilnet-no-such-package"):
+        stage_debian({"none": ["evilnet-no-such-package"]}, tmp_path, lambda _: None)
