@@ -463,6 +463,8 @@ def run_instance(mode: str, args: argparse.Namespace, topic: str, store: Cassand
             # The production instance's metrics endpoint and Spark UI (Prometheus
             # scrapes them) stay its own; the tests' instance has UI port 4041.
             "stream_job_metrics_port": 0, "stream_job_ui_port": 4043 if plain else 4042,
+            # The job's own limit is measured: no bound on a batch.
+            "stream_job_max_offsets_per_trigger": 0,
             "stream_job_extra_config": {"starting_offsets": "latest", "plain_count": plain,
                                         **MODES[mode]}})
     instance.deploy_s = time.time() - started

@@ -8,7 +8,7 @@
    and what the reference reads.
 2. The job's rows of those cities and windows are read (``before``), the copy is
    replayed into Kafka with the producer's own replay path, and the check waits
-   until both queries of the job have consumed the topic up to its end offsets
+   until both outputs of the job have consumed the topic up to its end offsets
    after the replay (the job's ``job_progress`` rows), with a progress bar.
 3. The rows are read again (``after``). What the run added is ``after - before``
    (its ids and authors are its own, so each number adds up), compared with
