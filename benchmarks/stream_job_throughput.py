@@ -384,7 +384,7 @@ def measure_step(instance: Instance, poller: ProgressPoller, producer: PacedProd
     trigger = args.trigger_seconds
     before = {q: max((s.batch_id for s in poller.rows(q)), default=-1) for q in instance.queries}
     sent = producer.run(rate, args.warmup_seconds if warmup else args.step_seconds)
-    deadline = sent.ended + max(60.0, 4 * trigger)
+    deadline = sent.ended + max(60.0, args.wait_triggers * trigger)
     while (done := poller.caught_up(instance.queries, sent.end_offsets)) is None \
             and time.time() < deadline:
         time.sleep(POLL_SECONDS)
@@ -589,6 +589,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--city-zipf", type=float, default=0.0,
                         help="Zipf exponent of the cities' activity, 0 for the generator's "
                         "weights (default: %(default)s)")
+    parser.add_argument("--wait-triggers", type=float, default=4,
+                        help="how long to wait for the instance to catch up after a step, "
+                        "in triggers (beyond 2 triggers + 5 s a step is not sustained "
+                        "anyway; default: %(default)s)")
     parser.add_argument("--refine", type=int, default=1,
                         help="bisections between the last sustained rate and the first not")
     parser.add_argument("--modes", default="job,plain",
