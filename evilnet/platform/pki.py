@@ -165,14 +165,22 @@ class Authority:
         if self.ca_key_path.exists() or self.ca_cert_path.exists():
             raise PkiError(f"{self.directory / 'ca'} holds half a CA (a key or a "
                            "certificate alone): restore the other, or remove both")
+        self._new_ca(self.ca_key_path, self.ca_cert_path)
+        return True
+
+    def _new_ca(self, key_path: Path, cert_path: Path) -> x509.Certificate:
         key = rsa.generate_private_key(public_exponent=65537, key_size=CA_KEY_SIZE)
+        serial = x509.random_serial_number()
+        # The serial in the subject too: during a rotation two CAs of one inventory are
+        # trusted side by side, and Java finds a trust anchor by subject.
         subject = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, f"{serial:x}"[:16]),
             x509.NameAttribute(NameOID.COMMON_NAME, f"{ORGANIZATION} {self.inventory} CA")])
         now = _now()
         certificate = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .public_key(key.public_key()).serial_number(serial)
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=CA_VALIDITY_DAYS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -183,9 +191,68 @@ class Authority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .sign(key, hashes.SHA256()))
-        _write(self.ca_key_path, _key_pem(key, self.passphrase), SECRET_MODE)
-        _write(self.ca_cert_path, _pem(certificate), PUBLIC_MODE)
-        return True
+        _write(key_path, _key_pem(key, self.passphrase), SECRET_MODE)
+        _write(cert_path, _pem(certificate), PUBLIC_MODE)
+        return certificate
+
+    # Replacing the CA without a moment of mistrust, one rolling restart per step
+    # (docs/security.md): `begin` makes the next CA and trusts it beside the current
+    # one; `promote` signs with it from then on (the next issue re-issues every
+    # certificate) and keeps trusting the old one; `finish` stops trusting the old one.
+
+    @property
+    def next_dir(self) -> Path:
+        return self.directory / "ca" / "next"
+
+    @property
+    def retired_dir(self) -> Path:
+        return self.directory / "ca" / "retired"
+
+    def trusted(self) -> list[x509.Certificate]:
+        """The CAs the hosts trust: the current one, then the next, then the retired."""
+        found = [self.certificate()]
+        for path in [self.next_dir / "ca.crt", *sorted(self.retired_dir.glob("*.crt"))]:
+            if path.exists():
+                found.append(x509.load_pem_x509_certificate(path.read_bytes()))
+        return found
+
+    def rotation(self) -> str:
+        """Where a CA rotation stands: none, begun or promoted."""
+        if (self.next_dir / "ca.crt").exists():
+            return "begun"
+        return "promoted" if any(self.retired_dir.glob("*.crt")) else "none"
+
+    def begin_rotation(self) -> x509.Certificate:
+        self.load()
+        if self.rotation() != "none":
+            raise PkiError(f"a CA rotation is already {self.rotation()}: finish it first")
+        return self._new_ca(self.next_dir / "ca.key", self.next_dir / "ca.crt")
+
+    def promote(self) -> x509.Certificate:
+        """The next CA becomes the current one; the old one's key is deleted and its
+        certificate kept as trusted until :meth:`finish`."""
+        if self.rotation() != "begun":
+            raise PkiError("no next CA to promote: begin a rotation first")
+        old = self.certificate()
+        _write(self.retired_dir / f"{old.serial_number:x}.crt", _pem(old), PUBLIC_MODE)
+        # The old key goes with the first move: nothing can sign with it any more.
+        os.replace(self.next_dir / "ca.key", self.ca_key_path)
+        os.replace(self.next_dir / "ca.crt", self.ca_cert_path)
+        self.next_dir.rmdir()
+        return self.load()[1]
+
+    def finish(self) -> list[x509.Certificate]:
+        """Stop trusting the retired CAs (their certificates move to ca/archive/)."""
+        if self.rotation() != "promoted":
+            raise PkiError("no retired CA to stop trusting: promote the next CA first")
+        archive = self.directory / "ca" / "archive"
+        make_private_dirs(archive)
+        retired = []
+        for path in sorted(self.retired_dir.glob("*.crt")):
+            retired.append(x509.load_pem_x509_certificate(path.read_bytes()))
+            os.replace(path, archive / path.name)
+        self.retired_dir.rmdir()
+        return retired
 
     def certificate(self) -> x509.Certificate:
         """The CA's certificate (no key, no passphrase needed)."""
@@ -241,7 +308,7 @@ class Authority:
             raise PkiError(f"a certificate valid {days} days would be renewed on every run "
                            f"(renewed within {renew_within} days)")
         ca_key, ca = self.load()
-        self._trust(ca, store_password)
+        self._trust(store_password)
         forced = set(force)
         issued = {}
         for request in requests:
@@ -254,19 +321,23 @@ class Authority:
                 self._private_modes(request)
         return issued
 
-    def _trust(self, ca: x509.Certificate, store_password: str) -> None:
-        """The trust bundle and the Java truststore, rewritten when the CA changed."""
-        if not self.bundle_path.exists() or self.bundle_path.read_bytes() != _pem(ca):
-            _write(self.bundle_path, _pem(ca), PUBLIC_MODE)
+    def _trust(self, store_password: str) -> None:
+        """The trust bundle and the Java truststore, rewritten when the trusted CAs
+        changed (a rotation's steps)."""
+        trusted = self.trusted()
+        bundle = b"".join(_pem(ca) for ca in trusted)
+        if not self.bundle_path.exists() or self.bundle_path.read_bytes() != bundle:
+            _write(self.bundle_path, bundle, PUBLIC_MODE)
         try:
             stored = pkcs12.load_pkcs12(self.truststore_path.read_bytes(),
                                         store_password.encode())
-            current = [entry.certificate for entry in stored.additional_certs] == [ca]
+            current = [entry.certificate for entry in stored.additional_certs] == trusted
         except (FileNotFoundError, ValueError):
             current = False
         if not current:
             store = pkcs12.serialize_java_truststore(
-                [pkcs12.PKCS12Certificate(ca, b"evilnet-ca")],
+                [pkcs12.PKCS12Certificate(ca, f"evilnet-ca-{index}".encode())
+                 for index, ca in enumerate(trusted)],
                 serialization.BestAvailableEncryption(store_password.encode()))
             _write(self.truststore_path, store, PUBLIC_MODE)
 
@@ -341,7 +412,8 @@ class Authority:
 
     def ca_status(self, now: dt.datetime | None = None) -> dict[str, object]:
         ca = self.certificate()
-        return {"subject": ca.subject.rfc4514_string(),
+        return {"subject": ca.subject.rfc4514_string(), "rotation": self.rotation(),
+                "trusted": [trusted.subject.rfc4514_string() for trusted in self.trusted()],
                 "not_after": ca.not_valid_after_utc.isoformat(),
                 "days_left": (ca.not_valid_after_utc - (now or _now())).days,
                 "key_encrypted": b"ENCRYPTED" in self.ca_key_path.read_bytes()[:64],

@@ -214,6 +214,39 @@ def issue(secrets_stdin: bool, output: str, force: tuple[str, ...]) -> None:
         click.echo("every certificate is good: nothing issued")
 
 
+# Each step of a CA rotation, and what the operator does next (docs/security.md).
+ROTATION_STEPS = {
+    "begin": "the next CA is trusted beside the current one: ship the trust files "
+             "(playbooks/pki.yml) and restart the services one at a time, then promote",
+    "promote": "the next CA signs from now on: the next `pki issue` (playbooks/pki.yml) "
+               "re-issues every certificate; restart the services one at a time, then finish",
+    "finish": "the old CA is no longer trusted: ship the trust files and restart the "
+              "services one at a time",
+}
+
+
+@pki_group.command("rotate-ca")
+@inventory_options
+@_secrets_stdin
+@click.argument("step", type=click.Choice(list(ROTATION_STEPS)))
+@_said
+def rotate_ca(secrets_stdin: bool, step: str) -> None:
+    """Replace the CA in three steps, each followed by a rolling restart, so that no
+    two hosts ever fail to trust each other: begin (trust the next CA too), promote
+    (sign with it; every certificate is re-issued), finish (stop trusting the old).
+    Exit 0."""
+    site = _site()
+    passphrase, _ = site.values(_stdin_values(secrets_stdin))
+    authority = site.authority(passphrase)
+    if step == "begin":
+        subjects = [authority.begin_rotation().subject.rfc4514_string()]
+    elif step == "promote":
+        subjects = [authority.promote().subject.rfc4514_string()]
+    else:
+        subjects = [ca.subject.rfc4514_string() for ca in authority.finish()]
+    click.echo(f"{step}: {'; '.join(subjects)}: {ROTATION_STEPS[step]}")
+
+
 @pki_group.command("status")
 @inventory_options
 @_format

@@ -275,3 +275,67 @@ def test_a_validity_shorter_than_its_renewal_window_is_refused(tmp_path: Path) -
     authority = pki.Authority(tmp_path / "ca-dir", "testing")
     with pytest.raises(pki.PkiError, match="renewed on every run"):
         _issue(authority, days=30, renew_within=30)
+
+
+def _snapshot_host(authority: pki.Authority, host: str, into: Path) -> Path:
+    """What a host holds after a rollout: the trust bundle and its own certificate."""
+    into.mkdir(parents=True)
+    shutil.copy(authority.bundle_path, into / "ca.crt")
+    for kind in ("pem", "crt", "key"):
+        shutil.copy(_host_file(authority, host, kind=kind), into / f"host.{kind}")
+    return into
+
+
+def _mutual(server: Path, client: Path, server_name: str) -> str:
+    """Mutual TLS between two hosts' snapshots, each trusting only its own bundle."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(server / "host.pem")
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    server_context.load_verify_locations(server / "ca.crt")
+    client_context = ssl.create_default_context(cafile=str(client / "ca.crt"))
+    client_context.load_cert_chain(client / "host.crt", client / "host.key")
+    return _handshake(server_context, client_context, server_name)
+
+
+def test_a_ca_rotation_never_leaves_two_hosts_unable_to_trust_each_other(
+        tmp_path: Path) -> None:
+    addresses = {"kafka1": ADDRESSES["kafka1"], "kafka2": ADDRESSES["kafka2"]}
+    authority = pki.Authority(tmp_path / "ca-dir", "testing", b"passphrase")
+    _issue(authority, addresses)
+    old_ca = _certificate(authority.ca_cert_path)
+    # Both hosts as the last rollout left them; each step is rolled to kafka1 first.
+    hosts = {host: _snapshot_host(authority, host, tmp_path / "0" / host) for host in addresses}
+    for index, step in enumerate(("begin", "promote", "finish"), start=1):
+        {"begin": authority.begin_rotation, "promote": authority.promote,
+         "finish": authority.finish}[step]()
+        assert authority.rotation() == {"begin": "begun", "promote": "promoted",
+                                        "finish": "none"}[step]
+        reissued = _issue(authority, addresses)
+        assert set(reissued.values()) == ({"signed by another CA"} if step == "promote"
+                                          else set()), step
+        hosts["kafka1"] = _snapshot_host(authority, "kafka1", tmp_path / str(index) / "kafka1")
+        # Mid-roll: kafka1 has this step's files, kafka2 still the previous step's.
+        assert _mutual(hosts["kafka1"], hosts["kafka2"], "kafka1") == "kafka1", step
+        assert _mutual(hosts["kafka2"], hosts["kafka1"], "kafka2") == "kafka2", step
+        hosts["kafka2"] = _snapshot_host(authority, "kafka2", tmp_path / str(index) / "kafka2")
+        assert _mutual(hosts["kafka2"], hosts["kafka1"], "kafka2") == "kafka2", step
+    new_ca = _certificate(authority.ca_cert_path)
+    assert new_ca != old_ca and new_ca.subject != old_ca.subject
+    assert authority.trusted() == [new_ca]
+    # The finished bundle refuses what the old CA signed.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _mutual(tmp_path / "0" / "kafka1", hosts["kafka2"], "kafka1")
+    with pytest.raises(pki.PkiError, match="promote the next CA first"):
+        authority.finish()
+
+
+def test_the_truststore_holds_every_ca_trusted_during_a_rotation(tmp_path: Path) -> None:
+    authority = pki.Authority(tmp_path / "ca-dir", "testing")
+    _issue(authority, {"zk1": ADDRESSES["zk1"]})
+    authority.begin_rotation()
+    _issue(authority, {"zk1": ADDRESSES["zk1"]})
+    store = pkcs12.load_pkcs12(authority.truststore_path.read_bytes(), STORE_PASSWORD.encode())
+    assert [entry.certificate for entry in store.additional_certs] == authority.trusted()
+    assert len(authority.trusted()) == 2
+    with pytest.raises(pki.PkiError, match="already begun"):
+        authority.begin_rotation()
