@@ -325,3 +325,39 @@ def secrets_status(output: str) -> None:
                           str(row["purpose"]))
         Console(soft_wrap=False).print(table)
     sys.exit(0 if healthy else 1)
+
+
+@secrets_group.command("scan")
+@inventory_options
+@_format
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--processes/--no-processes", default=True, show_default=True,
+              help="Also read every process's command line and environment (/proc).")
+@_said
+def secrets_scan(paths: tuple[Path, ...], processes: bool, output: str) -> None:
+    """Look for the inventory's secrets (and private keys) where they must not be: in
+    logs, in files anyone but their owner can read, on command lines, in environments.
+    PATHS default to the roots of the inventory's hosts on this machine. Says which
+    secret and where, never its value. Exit 0 none found, 1 found."""
+    from evilnet.platform.footprint import host_roots
+
+    site = _files_site()
+    assert site.secrets_dir is not None
+    values = store.known_values(site.secrets_dir)
+    roots = sorted({root.resolve() for root in paths or host_roots(site.inventory).values()})
+    findings, too_large = store.scan_files(roots, values,
+                                           skip=(site.secrets_dir, site.pki_dir))
+    if processes:
+        findings += store.scan_processes(values)
+    rows = [{"where": found.where, "secret": found.secret, "why": found.why}
+            for found in findings]
+    if output == "json":
+        _echo_json({"scanned": [str(root) for root in roots], "secrets": len(values),
+                    "findings": rows, "too_large": [str(path) for path in too_large]})
+    else:
+        for row in rows:
+            click.echo(f"{row['where']}: {row['secret']} ({row['why']})")
+        click.echo(f"{len(rows)} finding(s); {len(values)} secrets looked for in "
+                   f"{len(roots)} path(s)" + (" and /proc" if processes else "")
+                   + (f"; {len(too_large)} file(s) too large to read" if too_large else ""))
+    sys.exit(1 if rows else 0)

@@ -171,3 +171,86 @@ def status(directory: Path) -> list[dict[str, object]]:
                      "mode": f"{mode:04o}" if mode is not None else None,
                      "private": mode == SECRET_MODE, "purpose": item.purpose})
     return rows
+
+
+# --- finding them where they must not be ------------------------------------------
+
+# Where a secret may be written: a file its owner alone can read, outside any log.
+LOG_DIRECTORIES = {"log", "logs"}
+LOG_SUFFIXES = {".log", ".out", ".err"}
+PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
+# Shorter values could match by chance; every generated one is 32 characters or more.
+SHORTEST_VALUE = 16
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A secret seen where it must not be: never its value, only which one."""
+
+    where: str
+    # The secret's file relative to the secrets directory, or "a private key".
+    secret: str
+    why: str
+
+
+def known_values(directory: Path) -> dict[str, bytes]:
+    """Every value under a secrets directory (the catalog's files, the X API tokens),
+    by its file relative to the directory."""
+    values = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            value = path.read_bytes().strip()
+            if len(value) >= SHORTEST_VALUE:
+                values[str(path.relative_to(directory))] = value
+    return values
+
+
+def _is_log(path: Path) -> bool:
+    return path.suffix in LOG_SUFFIXES or bool(LOG_DIRECTORIES & set(path.parts[:-1]))
+
+
+def scan_files(roots: list[Path], values: dict[str, bytes], *, skip: tuple[Path, ...] = (),
+               max_bytes: int = 64 << 20) -> tuple[list[Finding], list[Path]]:
+    """Files under ``roots`` that hold a secret (or a private key) and are logs or
+    readable by anyone but their owner; and the files too large to read."""
+    findings, too_large = [], []
+    skipped = tuple(path.resolve() for path in skip)
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if not path.is_file() or path.is_symlink() or any(
+                    path.resolve().is_relative_to(place) for place in skipped):
+                continue
+            if path.stat().st_size > max_bytes:
+                too_large.append(path)
+                continue
+            try:
+                content = path.read_bytes()
+            except OSError:
+                continue
+            seen = [label for label, value in values.items() if value in content]
+            if PRIVATE_KEY_MARK in content:
+                seen.append("a private key")
+            if not seen:
+                continue
+            why = ("a log" if _is_log(path)
+                   else "readable by others" if path.stat().st_mode & 0o077 else None)
+            findings.extend(Finding(str(path), label, why) for label in seen if why)
+    return findings, too_large
+
+
+def scan_processes(values: dict[str, bytes], *, proc: Path = Path("/proc")) -> list[Finding]:
+    """Processes whose command line or environment holds a secret (other users read a
+    command line always, an environment through `ps e` of their own processes)."""
+    findings = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for part, why in (("cmdline", "a command line"), ("environ", "an environment")):
+            try:
+                content = (entry / part).read_bytes()
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue  # gone, or not ours to read
+            findings.extend(Finding(f"pid {entry.name} ({name}) {part}", label, why)
+                            for label, value in values.items() if value in content)
+    return findings

@@ -9,6 +9,8 @@ them under .run/). No service is reached.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -156,3 +158,61 @@ def test_vault_inventories_take_their_values_on_stdin_only(tmp_path: Path) -> No
     assert wrong.returncode == 2 and "wrong passphrase" in wrong.stderr
     for result in (issued, wrong):
         assert not any(value in result.stdout + result.stderr for value in given.values())
+
+
+def _leaky_host(root: Path, value: str, key: str) -> dict[str, Path]:
+    """A host root with a secret and a key where they may be and where they must not."""
+    places = {"private config": root / "etc" / "kafka" / "jaas.conf",
+              "readable config": root / "etc" / "kafka" / "server.properties",
+              "log": root / "log" / "kafka" / "kafka.out",
+              "private key": root / "etc" / "pki" / "host.key",
+              "readable key": root / "etc" / "backup" / "host.key"}
+    for name, path in places.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"sasl.jaas.config=... password=\"{value}\";\n" if "key" not in name
+                        else key)
+        path.chmod(0o600 if name in ("private config", "private key", "log") else 0o644)
+    return places
+
+
+def test_the_scan_finds_secrets_in_logs_readable_files_and_processes_only(
+        tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path)
+    assert evilnet(inventory, "secrets", "init").returncode == 0
+    directory = tmp_path / "state" / "secrets"
+    value = secrets.read(directory, "kafka_broker_password")
+    key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+    places = _leaky_host((tmp_path / "hosts" / "kafka1").resolve(), value, key)
+    # A process that carries one on its command line and another in its environment.
+    leaking = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", value],
+        env={"LEAKED": secrets.read(directory, "spark_auth_secret")})
+    try:
+        result = evilnet(inventory, "secrets", "scan", "--format", "json")
+    finally:
+        leaking.kill()
+        leaking.wait()
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    found = {(row["where"], row["secret"], row["why"]) for row in report["findings"]}
+    assert {(str(places["readable config"]), "kafka/broker.password", "readable by others"),
+            (str(places["log"]), "kafka/broker.password", "a log"),
+            (str(places["readable key"]), "a private key", "readable by others")} <= found
+    in_processes = {(secret, why) for where, secret, why in found
+                    if where.startswith(f"pid {leaking.pid} ")}
+    assert in_processes == {("kafka/broker.password", "a command line"),
+                            ("spark/auth.secret", "an environment")}
+    assert not {where for where, _, _ in found} & {str(places["private config"]),
+                                                  str(places["private key"])}
+    assert value not in result.stdout + result.stderr
+
+
+def test_a_clean_site_scans_clean(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path)
+    assert evilnet(inventory, "pki", "issue").returncode == 0
+    (tmp_path / "hosts" / "zk1" / "log").mkdir(parents=True)
+    (tmp_path / "hosts" / "zk1" / "log" / "zookeeper.out").write_text("started\n")
+    # The whole site: the CA's and the secrets' own files are where they belong.
+    result = evilnet(inventory, "secrets", "scan", str(tmp_path), "--no-processes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("0 finding(s); 1 secrets looked for in 1 path(s)")
