@@ -15,6 +15,7 @@ inventory's ``evilnet_pki_dir``::
     hosts/<host>/<name>.pem   key, certificate and CA in one file (0600): the PEM
                               keystore of Kafka 3.9, ZooKeeper 3.8 and Cassandra 5.0
     hosts/<host>/<name>.p12   key, certificate and CA as a PKCS12 keystore (0600)
+    clients/controller.*      the controller's own client certificate, the same forms
 
 Issuing is idempotent: a certificate is re-issued only when it is missing, expires
 within ``renew_within`` days, names other names than its request, was signed by
@@ -56,6 +57,11 @@ SHARED_IDENTITIES: dict[str, tuple[tuple[str, str], ...]] = {
     "kafka": (("zookeeper-client", "evilnet-kafka-brokers"),),
 }
 HOST_CERTIFICATE = "host"
+# The controller's own client certificate (for client authentication only: it serves
+# nothing), for the commands and health checks it runs against services that demand
+# one (ZooKeeper's ssl.clientAuth=need). Its files are under clients/, never shipped
+# to a host; its one name is its common name (RFC 5280 verifiers want one).
+CONTROLLER_CERTIFICATE = ("controller", "evilnet-controller")
 
 
 class PkiError(RuntimeError):
@@ -64,7 +70,8 @@ class PkiError(RuntimeError):
 
 @dataclass(frozen=True)
 class Request:
-    """A certificate a host needs: who it is and the names it answers to."""
+    """A certificate a host needs: who it is and the names it answers to (``host``
+    empty: the controller's client certificate)."""
 
     host: str
     name: str
@@ -92,6 +99,8 @@ def requests_for(addresses: Mapping[str, str],
             if host in groups.get(group, ()):
                 found.extend(Request(host, name, common_name, dns_names, ip_addresses)
                              for name, common_name in identities)
+    name, common_name = CONTROLLER_CERTIFICATE
+    found.append(Request("", name, common_name, (common_name,), ()))
     return found
 
 
@@ -149,7 +158,8 @@ class Authority:
 
     def paths(self, request: Request) -> dict[str, Path]:
         """A certificate's files, by kind (the module's doc)."""
-        base = self.directory / "hosts" / request.host / request.name
+        base = (self.directory / "hosts" / request.host / request.name if request.host
+                else self.directory / "clients" / request.name)
         return {kind: base.with_suffix(f".{kind}") for kind in ("key", "crt", "pem", "p12")}
 
     def exists(self) -> bool:
@@ -353,7 +363,7 @@ class Authority:
         now = _now()
         names = [*(x509.DNSName(name) for name in request.dns_names),
                  *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in request.ip_addresses)]
-        certificate = (
+        builder = (
             x509.CertificateBuilder().subject_name(self._subject(request)).issuer_name(ca.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
@@ -363,15 +373,15 @@ class Authority:
                 digital_signature=True, content_commitment=False, key_encipherment=True,
                 data_encipherment=False, key_agreement=False, key_cert_sign=False,
                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if request.host else [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False))
+        certificate = builder.sign(ca_key, hashes.SHA256())
         files = self.paths(request)
         key_pem = _key_pem(key)
         _write(files["key"], key_pem, SECRET_MODE)

@@ -135,8 +135,12 @@ def _said(command: Callable[..., Any]) -> Callable[..., Any]:
     """The CA's and the secrets' own errors as `evilnet`'s one line and exit 2."""
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        from evilnet.platform import pki
-
+        try:
+            from evilnet.platform import pki
+        except ModuleNotFoundError as error:
+            # Hosts run the package without it: the CA lives on the controller only.
+            raise click.ClickException(f"needs the {error.name} package, a controller "
+                                       "tool (the project's dev extra)") from None
         try:
             return command(*args, **kwargs)
         except (pki.PkiError, store.SecretError) as error:
@@ -209,7 +213,7 @@ def issue(secrets_stdin: bool, output: str, force: tuple[str, ...]) -> None:
     if created:
         click.echo(f"created the CA ({authority.ca_cert_path})")
     for row in rows:
-        click.echo(f"issued {row['host']} {row['name']}: {row['reason']}")
+        click.echo(f"issued {row['host'] or 'the controller'} {row['name']}: {row['reason']}")
     if not rows:
         click.echo("every certificate is good: nothing issued")
 
@@ -267,7 +271,8 @@ def status(output: str) -> None:
                    f"{ca['key_mode']}{', encrypted' if ca['key_encrypted'] else ''}")
         table = Table("host", "certificate", "state", "days left", "names")
         for row in rows:
-            table.add_row(str(row["host"]), str(row["name"]), str(row["state"]),
+            table.add_row(str(row["host"] or "(the controller)"), str(row["name"]),
+                          str(row["state"]),
                           str(row["days_left"]), " ".join(row["names"]))  # type: ignore[arg-type]
         Console(soft_wrap=False).print(table)
     sys.exit(0 if healthy else 1)

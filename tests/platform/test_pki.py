@@ -96,9 +96,10 @@ def test_brokers_share_one_subject_towards_zookeeper_each_with_its_own_names(
 
 
 def test_keys_and_keystores_are_readable_by_their_owner_only(issued: pki.Authority) -> None:
-    private = [issued.ca_key_path, *issued.directory.glob("hosts/*/*.key"),
-               *issued.directory.glob("hosts/*/*.pem"), *issued.directory.glob("hosts/*/*.p12")]
-    assert len(private) == 1 + 3 * (len(ADDRESSES) + len(GROUPS["kafka"]))
+    private = [issued.ca_key_path, *(path for kind in ("key", "pem", "p12")
+                                     for place in ("hosts/*", "clients")
+                                     for path in issued.directory.glob(f"{place}/*.{kind}"))]
+    assert len(private) == 1 + 3 * (len(ADDRESSES) + len(GROUPS["kafka"]) + 1)
     assert {path.stat().st_mode & 0o777 for path in private} == {0o600}
     # Every directory under the CA's is its owner's alone.
     directories = [issued.directory, *(p for p in issued.directory.rglob("*") if p.is_dir())]
@@ -155,6 +156,21 @@ def test_a_python_client_trusting_the_bundle_completes_mutual_tls_with_a_host(
     assert _handshake(server, _client(issued, "producer1"), "127.0.2.4") == "kafka1"
 
 
+def test_the_controller_authenticates_as_a_client_and_can_serve_nothing(
+        issued: pki.Authority) -> None:
+    controller = issued.directory / "clients"
+    certificate = _certificate(controller / "controller.crt")
+    _verifier(issued).build_client_verifier().verify(certificate, [])
+    client = ssl.create_default_context(cafile=str(issued.bundle_path))
+    client.load_cert_chain(controller / "controller.crt", controller / "controller.key")
+    assert _handshake(_server(issued, "zk1", client_auth=True), client, "zk1") == "zk1"
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(controller / "controller.pem")
+    # Even under its own name, no client takes it for a server.
+    with pytest.raises(ssl.SSLCertVerificationError, match="unsuitable certificate purpose"):
+        _handshake(server, _client(issued), "evilnet-controller")
+
+
 def test_a_client_refuses_a_host_under_another_name_and_a_foreign_ca(
         issued: pki.Authority, tmp_path: Path) -> None:
     with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
@@ -208,7 +224,7 @@ def test_a_second_run_issues_nothing_and_rewrites_no_file(tmp_path: Path) -> Non
     authority = pki.Authority(tmp_path / "ca-dir", "testing")
     first = _issue(authority)
     assert set(first) == {(host, "host") for host in ADDRESSES} | {
-        (broker, "zookeeper-client") for broker in GROUPS["kafka"]}
+        (broker, "zookeeper-client") for broker in GROUPS["kafka"]} | {("", "controller")}
     before = _snapshot(authority.directory)
     assert authority.init() is False
     assert _issue(authority) == {}
@@ -221,7 +237,7 @@ def test_a_certificate_within_the_renewal_window_is_reissued_once(tmp_path: Path
     old = _certificate(_host_file(authority, "zk1"))
     # The same certificate, now judged against a 30-day window: it expires within it.
     again = _issue(authority, {"zk1": ADDRESSES["zk1"]}, days=365, renew_within=30)
-    assert list(again) == [("zk1", "host")]
+    assert set(again) == {("zk1", "host"), ("", "controller")}
     assert again[("zk1", "host")].startswith("expires in 19 days")
     new = _certificate(_host_file(authority, "zk1"))
     assert new.serial_number != old.serial_number
@@ -250,7 +266,7 @@ def test_certificates_of_a_replaced_ca_are_reissued_under_the_new_one(tmp_path: 
     shutil.rmtree(authority.directory / "ca")
     issued = _issue(authority)
     assert set(issued.values()) == {"signed by another CA"}
-    assert len(issued) == len(ADDRESSES) + len(GROUPS["kafka"])
+    assert len(issued) == len(ADDRESSES) + len(GROUPS["kafka"]) + 1  # and the controller
     new_ca = _certificate(authority.ca_cert_path)
     assert _certificate(authority.bundle_path) == new_ca
     _certificate(_host_file(authority, "kafka2")).verify_directly_issued_by(new_ca)

@@ -94,7 +94,7 @@ def test_the_commands_succeed_and_the_second_day_changes_nothing(ran: dict) -> N
     assert status["healthy"] is True
     assert {(row["host"], row["name"]) for row in status["certificates"]} == {
         ("zk1", "host"), ("kafka1", "host"), ("kafka1", "zookeeper-client"),
-        ("producer1", "host")}
+        ("producer1", "host"), ("", "controller")}
     assert next(row["names"] for row in status["certificates"]
                 if row["host"] == "zk1") == ["DNS:zk1", "IP:127.0.2.1"]
 
