@@ -185,24 +185,48 @@ def read_records(spark: SparkSession, config: JobConfig) -> DataFrame:
     return source.load()
 
 
-def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
-    """Valid posts from Kafka, one per (city, id) within the watermark.
+# PostRecord.author_id is 1 to 19 ASCII digits: what author_key() encodes.
+AUTHOR_ID_DIGITS = 19
 
-    A record that is not JSON, or lacks or mistypes a required field, becomes a
-    row of nulls and is dropped; the observation ``parsing`` counts them per batch.
+
+def author_key(author_id: Column) -> Column:
+    """A distinct 64-bit number per author id string (of 1 to AUTHOR_ID_DIGITS digits).
+
+    The user sets hold these instead of the strings: a quarter of the bytes in the
+    state and the shuffle, and cheaper to hash. Exact, as the mapping is one to
+    one: the ids of L digits take a range of their own, from 10 + 100 + ... +
+    10^(L-1) on (so "7" and "07" differ), all below 1.12e19 < 2^64, shifted by
+    -2^63 into a signed long.
+    """
+    digits = F.length(author_id)
+    offset = F.concat(F.lit("0"), F.repeat(F.lit("1"), digits - 1)).cast("decimal(20,0)") * 10
+    return (author_id.cast("decimal(20,0)") + offset
+            - F.lit(str(2**63)).cast("decimal(20,0)")).cast("long")
+
+
+def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
+    """Valid posts from Kafka, one per (city, id) within the watermark; ``author`` is the
+    :func:`author_key` of the author id.
+
+    A record that is not JSON, or lacks or mistypes a required field (an author id
+    that is not 1 to 19 digits, as in PostRecord), becomes a row of nulls and is
+    dropped; the observation ``parsing`` counts them per batch.
     """
     posts = (read_records(spark, config)
              .select(F.from_json(F.col("value").cast("string"), post_schema()).alias("post"))
              .select("post.id", "post.author_id", "post.is_retweet", "post.city", "post.topics",
                      F.col("post.created_at").try_cast("timestamp").alias("created_at")))
     valid = F.coalesce(
-        F.col("id").isNotNull() & F.col("author_id").isNotNull() & F.col("city").isNotNull()
+        F.col("id").isNotNull() & F.col("city").isNotNull()
+        & F.col("author_id").rlike(f"^[0-9]{{1,{AUTHOR_ID_DIGITS}}}$")
         & F.col("is_retweet").isNotNull() & F.col("created_at").isNotNull()
         & (F.size("topics") > 0), F.lit(False))
     return (posts
             .observe(PARSING_METRICS, F.count(F.lit(1)).alias("records"),
                      F.count_if(~valid).alias("bad_records"))
             .where(valid)
+            .select("id", author_key(F.col("author_id")).alias("author"), "is_retweet", "city",
+                    "topics", "created_at")
             .withWatermark("created_at", f"{config.watermark_seconds} seconds")
             .dropDuplicatesWithinWatermark(["city", "id"]))
 
@@ -210,8 +234,8 @@ def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
 def counts(posts: DataFrame, keys: list[str], window_seconds: int, slide_seconds: int,
            approx_unique_users: bool = False) -> DataFrame:
     """tweets, retweets and unique_users per ``keys`` and sliding window."""
-    users: Column = (F.approx_count_distinct("author_id") if approx_unique_users
-                     else F.size(F.collect_set("author_id")))
+    users: Column = (F.approx_count_distinct("author") if approx_unique_users
+                     else F.size(F.collect_set("author")))
     window = F.window("created_at", f"{window_seconds} seconds", f"{slide_seconds} seconds")
     return (posts.groupBy(window.alias("window"), *keys)
             .agg(F.count(F.lit(1)).alias("tweets"),
@@ -262,14 +286,14 @@ def output_counts(posts: DataFrame, config: JobConfig) -> DataFrame:
         F.array(target(HOURS_QUERY, no_topic), target(WINDOWS_QUERY, no_topic)),
         F.transform("topics", lambda topic: target(WINDOWS_QUERY, topic)))
     ).otherwise(F.array(target(HOURS_QUERY, no_topic)))
-    rows = (posts.select("city", "topics", "author_id", "is_retweet", "created_at",
+    rows = (posts.select("city", "topics", "author", "is_retweet", "created_at",
                          window.alias("window"))
-            .select("city", "author_id", "is_retweet", "window",
+            .select("city", "author", "is_retweet", "window",
                     F.explode(targets).alias("target"))
-            .select("target.output", "city", "target.topic", "author_id", "is_retweet",
+            .select("target.output", "city", "target.topic", "author", "is_retweet",
                     "window"))
-    users: Column = (F.approx_count_distinct("author_id") if config.approx_unique_users
-                     else F.size(F.collect_set("author_id")))
+    users: Column = (F.approx_count_distinct("author") if config.approx_unique_users
+                     else F.size(F.collect_set("author")))
     start_ms = F.unix_millis("window.start")
     return (rows.groupBy("output", "window", "city", "topic")
             .agg(F.count(F.lit(1)).alias("tweets"),
