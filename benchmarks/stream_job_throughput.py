@@ -94,9 +94,9 @@ TOPICS = ["hockey", "food", "traffic", "weather", "music"]
 # (stream_job_extra_config) beside the benchmark's own.
 MODES = {
     "job": {},
-    "two": {"one_query": False, "state_store": "hdfs"},
-    "one": {"one_query": True, "state_store": "hdfs"},
-    "rocksdb": {"one_query": True, "state_store": "rocksdb"},
+    "two": {"layout": "two", "state_store": "hdfs"},
+    "one": {"layout": "one", "state_store": "hdfs"},
+    "rocksdb": {"layout": "one", "state_store": "rocksdb"},
     "plain": {"plain_count": True},
 }
 # Records in the pool the producer sends round-robin (more with many cities).

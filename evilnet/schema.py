@@ -41,7 +41,7 @@ WINDOW_COLUMNS = ("city", "topic", "window_start", "window_end", *METRICS)
 # The job's two outputs, each with its row in JOB_PROGRESS (its `query`): 5-minute
 # windows per city and per city and topic, and hourly windows per city with the
 # leaderboard. Each is its own streaming query, or both are written by the one query
-# POSTS_QUERY (JobConfig ``one_query``), which records a row for each after a batch.
+# POSTS_QUERY (JobConfig ``layout``), which records a row for each after a batch.
 WINDOWS_QUERY = "windows"
 HOURS_QUERY = "hours"
 JOB_QUERIES = (WINDOWS_QUERY, HOURS_QUERY)

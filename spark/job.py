@@ -12,10 +12,11 @@ Two outputs of the same Kafka topic::
       -> "hours":   60-minute windows sliding by 1 minute, per city
                     -> city_hour_windows, top_cities (the leaderboard)
 
-``one_query: true`` runs them as one streaming query, "posts" (one read, parse and
+``layout: one`` runs them as one streaming query, "posts" (one read, parse and
 deduplication per trigger, one aggregation whose groups are both outputs' windows, one
-``foreachBatch`` writing the windows, then the hours); ``false``, as two queries, each
-with its own checkpoint, reading and parsing the topic on its own.
+``foreachBatch`` writing the windows, then the hours); ``two``, as two queries, each
+with its own checkpoint, reading and parsing the topic on its own; ``auto`` (the
+default), the layout of the checkpoint already there, else one.
 
 Per group and window: tweets (distinct posts, as duplicates are dropped), retweets,
 unique users (exact: the size of the set of author ids; ``approx_unique_users``
@@ -71,6 +72,9 @@ STATE_STORES = {
     "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
     "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
 }
+# How the outputs are computed: one query, two, or what the checkpoint holds.
+ONE_QUERY, TWO_QUERIES, AUTO = "one", "two", "auto"
+LAYOUTS = (AUTO, ONE_QUERY, TWO_QUERIES)
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,9 @@ class JobConfig:
     top_ttl_seconds: int = 2 * 86400
     approx_unique_users: bool = False
     # Both outputs from one streaming query (one read of the topic per trigger), or
-    # from two. Each layout has checkpoints of its own: a change starts from
-    # starting_offsets with empty state.
-    one_query: bool = False
+    # from two (LAYOUTS). Each layout has checkpoints of its own: a change starts
+    # from starting_offsets with empty state, so "auto" keeps an existing one's.
+    layout: str = "two"
     # Fixed in the checkpoint by the first run: later changes have no effect.
     shuffle_partitions: int = 2
     # The state store provider (STATE_STORES), also fixed by the first run;
@@ -124,6 +128,8 @@ class JobConfig:
             raise ValueError("trigger_seconds must be positive, watermark_seconds not negative")
         if self.window_seconds > self.hour_window_seconds:
             raise ValueError("window_seconds must not exceed hour_window_seconds")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}")
         if self.state_store not in STATE_STORES:
             raise ValueError(f"state_store must be one of {', '.join(STATE_STORES)}")
 
@@ -405,6 +411,17 @@ def start_plain_count(spark: SparkSession, config: JobConfig):
             .start())
 
 
+def chosen_layout(config: JobConfig) -> str:
+    """``config.layout``; for ``auto``, two queries if their checkpoints exist (and the
+    one query's does not), else one. A checkpoint that is not a local directory
+    (hdfs://...) is not looked at: auto means one there."""
+    if config.layout != AUTO:
+        return config.layout
+    root = Path(config.checkpoint_dir)
+    two = any((root / query / "offsets").is_dir() for query in JOB_QUERIES)
+    return TWO_QUERIES if two and not (root / POSTS_QUERY).exists() else ONE_QUERY
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -435,11 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.log_level)
     spark.streams.addListener(ProgressListener(spark, store, config, metrics))
-    log.info(json.dumps({"event": "starting", "config": asdict(config)}))
+    layout = chosen_layout(config)
+    log.info(json.dumps({"event": "starting", "config": asdict(config), "layout": layout}))
 
     if config.plain_count:
         start_plain_count(spark, config)
-    elif config.one_query:
+    elif layout == ONE_QUERY:
         def write_outputs(batch: DataFrame) -> None:
             rows = output_rows(batch)
             store.write_windows(rows[WINDOWS_QUERY], datetime.now(UTC))
