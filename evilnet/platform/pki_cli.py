@@ -189,8 +189,14 @@ def init(secrets_stdin: bool, output: str) -> None:
 @click.option("--force", "force", multiple=True, metavar="HOST",
               help="Re-issue every certificate of HOST even if it is good (a rotation; "
                    "repeatable).")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Days a new certificate is valid [default: pki_certificate_days].")
+@click.option("--renew-within", type=click.IntRange(min=0), default=None,
+              help="Re-issue certificates expiring within this many days [default: "
+                   "pki_renew_within_days].")
 @_said
-def issue(secrets_stdin: bool, output: str, force: tuple[str, ...]) -> None:
+def issue(secrets_stdin: bool, output: str, force: tuple[str, ...], days: int | None,
+          renew_within: int | None) -> None:
     """Issue every host's certificates that are missing, expire within
     pki_renew_within_days, name other names or were signed by another CA; create the
     CA first if there is none. A second run issues nothing. Exit 0."""
@@ -203,8 +209,9 @@ def issue(secrets_stdin: bool, output: str, force: tuple[str, ...]) -> None:
     authority = site.authority(passphrase)
     created = authority.init()
     issued = authority.issue(site.requests(), store_password=password,
-                             days=site.certificate_days,
-                             renew_within=site.renew_within_days, force=force)
+                             days=days or site.certificate_days,
+                             renew_within=(site.renew_within_days if renew_within is None
+                                           else renew_within), force=force)
     rows = [{"host": host, "name": name, "reason": reason}
             for (host, name), reason in sorted(issued.items())]
     if output == "json":

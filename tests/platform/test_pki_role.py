@@ -6,6 +6,7 @@ role's output nor the lookup shows a secret. No service is involved."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,21 @@ def test_the_lookup_names_a_missing_vault_variable(tmp_path: Path) -> None:
     run = run_playbook(play, vault, project_dir=REPO_ROOT, timeout=600)
     assert run.returncode != 0
     assert "vault_evilnet_cassandra_reader_password is not set" in run.output
+
+
+def test_the_roles_validity_and_renewal_window_reach_the_controller_step(
+        tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path)
+    _run("ansible/playbooks/pki.yml", inventory, "-e", "pki_certificate_days=800")
+
+    def days_left() -> set[int]:
+        status = evilnet(inventory, "pki", "status", "--format", "json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        return {row["days_left"] for row in json.loads(status.stdout)["certificates"]}
+
+    assert days_left() == {799}
+    # 799 days left is within a window of 850: the next run re-issues every one.
+    run = _run("ansible/playbooks/pki.yml", inventory, "-e", "pki_certificate_days=900",
+               "-e", "pki_renew_within_days=850")
+    assert all(counts["changed"] > 0 for counts in run.recap().values())
+    assert days_left() == {899}
