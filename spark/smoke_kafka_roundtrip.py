@@ -34,6 +34,8 @@ import urllib.request
 import uuid
 
 RESULT_PREFIX = "SMOKE_RESULT "
+# How long the driver's UI may take to list the executors (it is slow on a loaded machine).
+UI_PATIENCE_S = 90.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,16 +93,31 @@ def _task_location(_: object) -> tuple[str, str, str]:
     return (os.environ.get("SPARK_LOCAL_IP", ""), socket.gethostname(), os.getcwd())
 
 
+def _executors_from_the_ui(sc, patience_s: float = UI_PATIENCE_S) -> list[str]:
+    """Every executor but the driver, with its host, from the driver's own REST API.
+
+    On a loaded machine the driver's UI can take longer than one request's timeout
+    to answer; it is asked again until ``patience_s`` has passed.
+    """
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=15) as response:
+                return [e["hostPort"] for e in json.load(response) if e["id"] != "driver"]
+        except OSError:  # refused, reset or timed out (URLError and TimeoutError are OSErrors)
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+
+
 def probe_executors(spark) -> dict:
     """Run a few Python tasks; report where they ran and the executors the driver knows."""
     sc = spark.sparkContext
     slices = max(2, sc.defaultParallelism)
     locations = sorted(set(sc.parallelize(range(slices), slices).map(_task_location).collect()))
-    executors = []
-    try:  # the driver's own REST API: every executor but the driver, with its host
-        url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            executors = [e["hostPort"] for e in json.load(response) if e["id"] != "driver"]
+    try:
+        executors = _executors_from_the_ui(sc)
     except Exception as error:  # the UI may be disabled; the task locations still tell
         executors = [f"unknown ({type(error).__name__})"]
     return {
