@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -52,7 +53,11 @@ def connect(hosts: Sequence[str], port: int = 9042, local_datacenter: str | None
             connect_timeout: float = 10) -> tuple[Cluster, Session]:
     # Without a local data center, the driver takes the first contact point's.
     policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_datacenter or None))
-    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=30)
+    # LOCAL_QUORUM for reads and writes alike (the driver's default is LOCAL_ONE): with
+    # the keyspace's 3 replicas, one node down neither stops the job's upserts nor lets
+    # a read miss a row a write acknowledged. With one node (the local stack) it is ONE.
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=30,
+                               consistency_level=ConsistencyLevel.LOCAL_QUORUM)
     cluster = Cluster(list(hosts), port=port, protocol_version=5, connect_timeout=connect_timeout,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     return cluster, cluster.connect()
