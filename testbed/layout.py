@@ -7,6 +7,9 @@ Everything lives under the repository's ``.run/testbed/`` (gitignored):
     ssh/id_ed25519       the controller's key for the deploy user (0600, kept)
     known_hosts          the running hosts' host keys (host key checking stays on)
     machines/<name>/     one machine: overlay upper/work dirs, its root, its log and pid
+    stage/               the bed's controller's staged artifacts and Debian packages
+                         (EVILNET_CACHE for `make cluster-stage`, apart from the local
+                         stack's: both may be staged at once from different trees)
 
 The addresses come from 198.18.0.0/15, the range RFC 2544 reserves for network test
 beds: nothing else on a machine uses it, and nothing outside the bed is ever given
@@ -69,6 +72,11 @@ class Paths:
 
     def machine(self, name: str) -> Path:
         return self.machines / name
+
+    @property
+    def stage(self) -> Path:
+        # The Makefile's CLUSTER_STAGE.
+        return self.root / "stage"
 
 
 def in_subnet(address: IPv4Address) -> bool:

@@ -16,11 +16,18 @@ from typing import Any
 import ansible_runner
 
 from evilnet.platform.inventory import Inventory
+from evilnet.platform.playbook import PlaybookRun, run_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # A cold start from the cached rootfs takes seconds; a first one builds the rootfs.
 BED_UP_SECONDS = 900
+# The bed's controller stages apart from the local stack: testbed.layout's
+# Paths.stage, the Makefile's CLUSTER_STAGE (testbed/ is not importable from here).
+STAGE_DIR = REPO_ROOT / ".run" / "testbed" / "stage"
+# A first site.yml on fifteen fresh hosts (apt installs, three Cassandra joins one
+# at a time) on two cores; a second one, or one on a deployed bed, takes minutes.
+SITE_SECONDS = 2400
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,24 @@ def bring_up(hosts: tuple[str, ...]) -> subprocess.CompletedProcess:
     """The bed's own `up`, as `make cluster-up` runs it."""
     return subprocess.run([sys.executable, "-m", "testbed", "up", *hosts], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=BED_UP_SECONDS, check=False)
+
+
+def stage() -> subprocess.CompletedProcess:
+    """The bed's artifacts and Debian packages, as `make cluster-stage` stages them."""
+    return subprocess.run([str(BIN / "evilnet"), "stage", "--debian"], cwd=REPO_ROOT,
+                          env={**os.environ, "EVILNET_CACHE": str(STAGE_DIR)},
+                          capture_output=True, text=True, timeout=1800, check=False)
+
+
+def deploy(playbook: str = "ansible/site.yml", *extra_args: str) -> PlaybookRun:
+    """A playbook on the bed from the controller, over SSH, with the bed's stage."""
+    return run_playbook(playbook, REPO_ROOT / "inventories" / "cluster", project_dir=REPO_ROOT,
+                        extra_args=("-e", f"evilnet_stage_dir={STAGE_DIR}", *extra_args),
+                        timeout=SITE_SECONDS)
+
+
+def evilnet(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The controller's evilnet command, on the bed's inventory."""
+    return subprocess.run([str(BIN / "evilnet"), "-i", str(REPO_ROOT / "inventories" / "cluster"),
+                           *arguments], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)

@@ -13,12 +13,15 @@ limits the bed and the tests to those hosts.
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_helpers import REPO_ROOT, Cluster, bring_up
+from cluster_helpers import REPO_ROOT, Cluster, bring_up, deploy, stage
 
 from evilnet.platform.inventory import Inventory
+from evilnet.platform.playbook import PlaybookRun
 
 CLUSTER_INVENTORY = REPO_ROOT / "inventories" / "cluster"
 
@@ -47,3 +50,34 @@ def cluster() -> Cluster:
         pytest.fail(f"the test bed did not come up:\n{result.stdout}{result.stderr}",
                     pytrace=False)
     return Cluster(inventory, chosen or tuple(sorted(inventory.hostvars)))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """site.yml run twice on the bed: the first converges it, the second must change
+    nothing."""
+
+    first: PlaybookRun
+    second: PlaybookRun
+    first_seconds: float
+    second_seconds: float
+
+
+@pytest.fixture(scope="session")
+def deployment(cluster: Cluster) -> Deployment:
+    """The whole pipeline on the bed (``make cluster-deploy``): staged on the controller,
+    deployed over SSH with become, twice. Fails the tests that need it if the first
+    run does not converge."""
+    staged = stage()
+    if staged.returncode != 0:
+        pytest.fail(f"evilnet stage --debian failed:\n{staged.stdout}{staged.stderr}",
+                    pytrace=False)
+    started = time.monotonic()
+    first = deploy()
+    first_seconds = time.monotonic() - started
+    if first.returncode != 0:
+        pytest.fail(f"site.yml did not converge on the bed:\n{first.output[-6000:]}",
+                    pytrace=False)
+    started = time.monotonic()
+    second = deploy()
+    return Deployment(first, second, first_seconds, time.monotonic() - started)
