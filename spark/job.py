@@ -100,7 +100,7 @@ class JobConfig:
     # Both outputs from one streaming query (one read of the topic per trigger), or
     # from two (LAYOUTS). Each layout has checkpoints of its own: a change starts
     # from starting_offsets with empty state, so "auto" keeps an existing one's.
-    layout: str = "two"
+    layout: str = "auto"
     # Fixed in the checkpoint by the first run: later changes have no effect.
     shuffle_partitions: int = 2
     # The state store provider (STATE_STORES), also fixed by the first run;
