@@ -17,13 +17,15 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-prerequisites:  ## Java 17, Maven, docker-compose, Prometheus and Chromium (the dashboards page's tests) through apt, when missing (Debian 12)
+prerequisites:  ## Java 17, Maven, docker-compose, Prometheus, Chromium (the dashboards page's tests), apt-ftparchive and gpg (the staged Debian repositories) through apt, when missing (Debian 12)
 	@missing=""; \
 	[ -x $(JAVA17_HOME)/bin/java ] || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
+	command -v apt-ftparchive >/dev/null || missing="$$missing apt-utils"; \
+	command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing through apt:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
