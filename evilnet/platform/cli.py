@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
+from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX, ClientConfigError, security_kwargs
 from evilnet.locations import (
     ZOOKEEPER_PORT,
     Endpoint,
@@ -31,6 +32,7 @@ from evilnet.locations import (
 )
 from evilnet.planner import PlanError, read_plan
 from evilnet.platform import health as checks
+from evilnet.platform.acls import AclError, ensure_acls, pipeline_grants
 from evilnet.platform.fidelity import FORMATS
 from evilnet.platform.fidelity import fidelity as fidelity_report
 from evilnet.platform.fidelity import render as render_fidelity
@@ -115,26 +117,71 @@ def _moment_option(value: str | datetime) -> datetime:
 _wait = click.option("--wait", type=float, default=0, show_default=True,
                      help="Keep checking for this many seconds before giving up.")
 
+# A secured Kafka (SASL_SSL): the client properties file holding the principal's
+# password (0600; the kafka role renders the admin's on every broker). Its path, never
+# the password, is on the command line.
+_kafka_client_config = click.option(
+    "--kafka-client-config", "client_config", envvar="EVILNET_KAFKA_CLIENT_CONFIG",
+    show_envvar=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None, help="Kafka client properties (SASL_SSL, SCRAM-SHA-512, a PEM "
+                       "truststore) to connect with [default: plaintext].")
+
+
+def _kafka_security(client_config: Path | None) -> dict[str, str]:
+    try:
+        return security_kwargs(client_config)
+    except ClientConfigError as error:
+        raise click.BadParameter(str(error), param_hint="--kafka-client-config") from None
+
+
+def _tls_file_option(kind: str, help_text: str):
+    return click.option(f"--tls-{kind}", f"tls_{kind}",
+                        envvar=f"EVILNET_ZOOKEEPER_TLS_{kind.upper()}", show_envvar=True,
+                        default=None, help=help_text,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def _zookeeper_tls(ca: Path | None, cert: Path | None, key: Path | None) -> checks.ClientTls | None:
+    given = [value for value in (ca, cert, key) if value is not None]
+    if not given:
+        return None
+    if len(given) != 3:
+        raise click.UsageError("--tls-ca, --tls-cert and --tls-key go together")
+    return checks.ClientTls(str(ca), str(cert), str(key))
+
+
+def _zookeeper_tls_options(command):
+    for kind, help_text in (
+            ("key", "Its private key (PEM)."),
+            ("cert", "The client certificate to present (PEM)."),
+            ("ca", "A secure client port (TLS): the CA bundle to verify the nodes with "
+                   "(with --tls-cert and --tls-key).")):
+        command = _tls_file_option(kind, help_text)(command)
+    return command
+
 
 @health.command("zookeeper")
 @click.option("--node", "nodes", type=Endpoints(ZOOKEEPER_PORT), multiple=True,
               help="Check only this member, host[:port] (repeatable): it must serve once "
                    "a quorum could. Without it: one leader, the rest followers.")
 @zookeeper_option()
+@_zookeeper_tls_options
 @_wait
 @_format
 def health_zookeeper(nodes: tuple[tuple[Endpoint, ...], ...], zookeeper: tuple[Endpoint, ...],
+                     tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
                      wait: float, output: str) -> None:
     """ZooKeeper members serve requests, or the whole ensemble has one leader."""
+    tls = _zookeeper_tls(tls_ca, tls_cert, tls_key)
     ensemble = [(member.host, member.port) for member in zookeeper]
     members = [member for group in nodes for member in group]
     if not members:
         _report({"ensemble": checks.wait_until_healthy(
-            lambda: checks.zookeeper_ensemble(ensemble), wait)}, output, labelled=False)
+            lambda: checks.zookeeper_ensemble(ensemble, tls), wait)}, output, labelled=False)
         return
     _report({str(member): checks.wait_until_healthy(
-        partial(checks.zookeeper_node_in_ensemble, (member.host, member.port), ensemble), wait)
-        for member in members}, output, labelled=False)
+        partial(checks.zookeeper_node_in_ensemble, (member.host, member.port), ensemble, tls),
+        wait) for member in members}, output, labelled=False)
 
 
 @health.command("kafka")
@@ -143,16 +190,19 @@ def health_zookeeper(nodes: tuple[tuple[Endpoint, ...], ...], zookeeper: tuple[E
               help="A broker id that must be registered, repeatable.")
 @click.option("--topic", "topics", multiple=True,
               help="Only check these topics for under-replicated partitions.")
+@_kafka_client_config
 @_wait
 @_format
 def health_kafka(bootstrap_servers: tuple[Endpoint, ...], broker_ids: tuple[int, ...],
-                 topics: tuple[str, ...], wait: float, output: str) -> None:
+                 topics: tuple[str, ...], client_config: Path | None, wait: float,
+                 output: str) -> None:
     """Brokers registered and no under-replicated partitions."""
     expected = set(broker_ids) or None
     bootstrap = ",".join(map(str, bootstrap_servers))
+    security = _kafka_security(client_config)
     _report({bootstrap: checks.wait_until_healthy(
-        lambda: checks.kafka_cluster(bootstrap, expected, list(topics) or None), wait)},
-        output, labelled=False)
+        lambda: checks.kafka_cluster(bootstrap, expected, list(topics) or None, security),
+        wait)}, output, labelled=False)
 
 
 @health.command("cassandra")
@@ -292,10 +342,12 @@ def topics() -> None:
 @click.option("--tweets-retention-ms", type=click.IntRange(60_000), required=True)
 @click.option("--dead-letter-partitions", type=click.IntRange(1), required=True)
 @click.option("--dead-letter-retention-ms", type=click.IntRange(60_000), required=True)
+@_kafka_client_config
 def topics_ensure(bootstrap_servers: tuple[Endpoint, ...], replication_factor: int,
                   min_insync_replicas: int,
                   tweets_partitions: int, tweets_retention_ms: int,
-                  dead_letter_partitions: int, dead_letter_retention_ms: int) -> None:
+                  dead_letter_partitions: int, dead_letter_retention_ms: int,
+                  client_config: Path | None) -> None:
     """Create the topics, or bring them to these settings. Prints one line per change."""
     if min_insync_replicas > replication_factor:
         raise click.BadParameter("cannot exceed --replication-factor",
@@ -303,7 +355,8 @@ def topics_ensure(bootstrap_servers: tuple[Endpoint, ...], replication_factor: i
     specs = pipeline_topics(replication_factor, min_insync_replicas, tweets_partitions,
                             tweets_retention_ms, dead_letter_partitions, dead_letter_retention_ms)
     try:
-        changes = ensure_topics(",".join(map(str, bootstrap_servers)), specs)
+        changes = ensure_topics(",".join(map(str, bootstrap_servers)), specs,
+                                _kafka_security(client_config))
     except TopicError as error:
         raise click.ClickException(str(error)) from error
     for change in changes:
@@ -314,10 +367,34 @@ def topics_ensure(bootstrap_servers: tuple[Endpoint, ...], replication_factor: i
 
 @topics.command("list")
 @kafka_option()
-def topics_list(bootstrap_servers: tuple[Endpoint, ...]) -> None:
+@_kafka_client_config
+def topics_list(bootstrap_servers: tuple[Endpoint, ...], client_config: Path | None) -> None:
     """The cluster's topics, one per line (read-only)."""
-    for name in list_topics([str(server) for server in bootstrap_servers]):
+    for name in list_topics([str(server) for server in bootstrap_servers],
+                            _kafka_security(client_config)):
         click.echo(name)
+
+
+@topics.command("acls")
+@kafka_option()
+@_kafka_client_config
+@click.option("--stream-job-group-prefix", default=STREAM_JOB_GROUP_PREFIX, show_default=True,
+              help="The consumer group ids the stream job's principal may read with start "
+                   "with this.")
+def topics_acls(bootstrap_servers: tuple[Endpoint, ...], client_config: Path | None,
+                stream_job_group_prefix: str) -> None:
+    """Give the producers' and the stream job's principals exactly the ACLs they need
+    (evilnet/platform/acls.py), as the admin. Prints one line per change."""
+    try:
+        changes = ensure_acls(",".join(map(str, bootstrap_servers)),
+                              pipeline_grants(stream_job_group_prefix),
+                              _kafka_security(client_config))
+    except AclError as error:
+        raise click.ClickException(str(error)) from error
+    for change in changes:
+        click.echo(f"changed: {change}")
+    if not changes:
+        click.echo("unchanged")
 
 
 @topics.command("describe")
@@ -329,9 +406,10 @@ def topics_list(bootstrap_servers: tuple[Endpoint, ...]) -> None:
               help="The stream job whose consumer lag to show (its job_progress rows).")
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
+@_kafka_client_config
 def topics_describe(names: tuple[str, ...], bootstrap_servers: tuple[Endpoint, ...],
                     cassandra: tuple[Endpoint, ...], keyspace: str, job: str,
-                    output: str) -> None:
+                    output: str, client_config: Path | None) -> None:
     """Partitions, replicas, ISR, retention and the job's lag per partition (read-only).
 
     The lag is the partition's log end offset minus the offset the job's slowest
@@ -355,7 +433,7 @@ def topics_describe(names: tuple[str, ...], bootstrap_servers: tuple[Endpoint, .
                                   for p in set().union(*per_query)}
     try:
         states = describe_topics(servers, list(names) or [TWEETS_TOPIC, DEAD_LETTER_TOPIC],
-                                 job_offsets)
+                                 job_offsets, _kafka_security(client_config))
     except TopicError as error:
         raise click.ClickException(str(error)) from error
     if output == "json":

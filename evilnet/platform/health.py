@@ -13,15 +13,16 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from evilnet.kafka_clients import COMMAND_CLIENT
 from evilnet.waiting import GaveUp, WaitTimeout, poll, wait_for
 
-__all__ = ["Health", "WaitTimeout", "run_checks", "wait_for", "wait_until_healthy"]
+__all__ = ["ClientTls", "Health", "WaitTimeout", "run_checks", "wait_for", "wait_until_healthy"]
 
 
 @dataclass(frozen=True)
@@ -77,39 +78,61 @@ def run_checks(checks: Iterable[tuple[str, str, Check]]) -> list[tuple[str, str,
 # --- ZooKeeper --------------------------------------------------------------------
 
 
-def four_letter_word(host: str, port: int, word: str, timeout: float = 3.0) -> str:
-    """Send a ZooKeeper four-letter word and return the whole answer."""
-    with socket.create_connection((host, port), timeout=timeout) as connection:
-        connection.sendall(word.encode())
-        chunks = []
-        while chunk := connection.recv(4096):
-            chunks.append(chunk)
+@dataclass(frozen=True)
+class ClientTls:
+    """A TLS client's files: the CA bundle it verifies the server with, and the
+    certificate and key it proves itself with (a ZooKeeper with
+    ``ssl.clientAuth=need`` refuses a client without one)."""
+
+    cafile: str
+    certfile: str
+    keyfile: str
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.cafile)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
+def four_letter_word(host: str, port: int, word: str, timeout: float = 3.0,
+                     tls: ClientTls | None = None) -> str:
+    """Send a ZooKeeper four-letter word and return the whole answer (over TLS to a
+    secure client port, whose certificate must name ``host``)."""
+    with socket.create_connection((host, port), timeout=timeout) as plain:
+        connection = (tls.context().wrap_socket(plain, server_hostname=host) if tls
+                      else plain)
+        with connection:
+            connection.sendall(word.encode())
+            chunks = []
+            while chunk := connection.recv(4096):
+                chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
 
 
-def zookeeper_mode(host: str, port: int) -> str:
+def zookeeper_mode(host: str, port: int, tls: ClientTls | None = None) -> str:
     """``leader``, ``follower``, ``standalone``, or ``not serving``."""
-    answer = four_letter_word(host, port, "srvr")
+    answer = four_letter_word(host, port, "srvr", tls=tls)
     for line in answer.splitlines():
         if line.startswith("Mode:"):
             return line.split(":", 1)[1].strip()
     return "not serving"
 
 
-def zookeeper_node(host: str, port: int) -> Health:
+def zookeeper_node(host: str, port: int, tls: ClientTls | None = None) -> Health:
     """A node is healthy when it serves requests as part of a quorum."""
-    mode = zookeeper_mode(host, port)
+    mode = zookeeper_mode(host, port, tls)
     return Health(mode in ("leader", "follower", "standalone"), f"mode {mode}")
 
 
-def zookeeper_node_in_ensemble(node: tuple[str, int], ensemble: list[tuple[str, int]]) -> Health:
+def zookeeper_node_in_ensemble(node: tuple[str, int], ensemble: list[tuple[str, int]],
+                               tls: ClientTls | None = None) -> Health:
     """A (re)started node serves, or cannot yet because too few nodes run.
 
     During a rolling restart the rest of the ensemble has a quorum and the node must
     rejoin it. While an ensemble is first brought up node by node, the first nodes
     cannot serve until a majority runs: they are healthy once they answer.
     """
-    mode = zookeeper_mode(*node)
+    mode = zookeeper_mode(*node, tls)
     if mode in ("leader", "follower", "standalone"):
         return Health(True, f"mode {mode}")
     others_serving = 0
@@ -117,7 +140,7 @@ def zookeeper_node_in_ensemble(node: tuple[str, int], ensemble: list[tuple[str, 
         if other == node:
             continue
         with contextlib.suppress(OSError):  # a node not started yet
-            others_serving += zookeeper_mode(*other) in ("leader", "follower")
+            others_serving += zookeeper_mode(*other, tls) in ("leader", "follower")
     quorum = len(ensemble) // 2 + 1
     if others_serving + 1 < quorum:
         return Health(True, f"running; no quorum yet ({others_serving + 1} of the "
@@ -125,12 +148,12 @@ def zookeeper_node_in_ensemble(node: tuple[str, int], ensemble: list[tuple[str, 
     return Health(False, f"mode {mode}, the ensemble has a quorum without it")
 
 
-def zookeeper_ensemble(nodes: list[tuple[str, int]]) -> Health:
+def zookeeper_ensemble(nodes: list[tuple[str, int]], tls: ClientTls | None = None) -> Health:
     """Exactly one leader, every other node a follower."""
     modes = {}
     for host, port in nodes:
         try:
-            modes[f"{host}:{port}"] = zookeeper_mode(host, port)
+            modes[f"{host}:{port}"] = zookeeper_mode(host, port, tls)
         except OSError as error:
             modes[f"{host}:{port}"] = f"unreachable ({error.strerror or error})"
     leaders = [node for node, mode in modes.items() if mode == "leader"]
@@ -143,15 +166,18 @@ def zookeeper_ensemble(nodes: list[tuple[str, int]]) -> Health:
 
 
 def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
-                  topics: list[str] | None = None) -> Health:
+                  topics: list[str] | None = None,
+                  security: Mapping[str, str] | None = None) -> Health:
     """All expected brokers registered; no partition of ``topics`` under-replicated.
 
     With ``topics`` None every topic is checked; an empty list checks none.
+    ``security``: kafka-python's settings for a secured cluster
+    (evilnet.kafka_clients.security_kwargs).
     """
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                             client_id="evilnet-health", **COMMAND_CLIENT)
+                             client_id="evilnet-health", **COMMAND_CLIENT, **(security or {}))
     try:
         registered = {broker["broker_id"] for broker in admin.describe_cluster()["brokers"]}
         if expected_brokers is not None and not expected_brokers <= registered:

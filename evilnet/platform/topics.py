@@ -8,6 +8,7 @@ replication factor changes are refused (they need a reassignment plan).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,12 +46,15 @@ def pipeline_topics(replication_factor: int, min_insync_replicas: int,
     ]
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
-    """Create missing topics and bring existing ones to ``specs``; return what changed."""
+def ensure_topics(bootstrap: str, specs: list[TopicSpec],
+                  security: Mapping[str, str] | None = None) -> list[str]:
+    """Create missing topics and bring existing ones to ``specs``; return what changed.
+    ``security``: kafka-python's settings for a secured cluster (the admin principal's,
+    evilnet.kafka_clients.security_kwargs), as for every function here."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
-                             request_timeout_ms=30000, **COMMAND_CLIENT)
+                             request_timeout_ms=30000, **COMMAND_CLIENT, **(security or {}))
     changes: list[str] = []
     try:
         existing = set(admin.list_topics())
@@ -138,12 +142,12 @@ class TopicState:
                                for p in self.partitions]}
 
 
-def list_topics(bootstrap: list[str]) -> list[str]:
+def list_topics(bootstrap: list[str], security: Mapping[str, str] | None = None) -> list[str]:
     """The cluster's topics, internal ones (``__consumer_offsets``) left out."""
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
-                             **COMMAND_CLIENT)
+                             **COMMAND_CLIENT, **(security or {}))
     try:
         return sorted(name for name in admin.list_topics() if not name.startswith("__"))
     finally:
@@ -151,7 +155,8 @@ def list_topics(bootstrap: list[str]) -> list[str]:
 
 
 def describe_topics(bootstrap: list[str], names: list[str],
-                    job_offsets: dict[str, dict[int, int]] | None = None) -> list[TopicState]:
+                    job_offsets: dict[str, dict[int, int]] | None = None,
+                    security: Mapping[str, str] | None = None) -> list[TopicState]:
     """Partitions, replicas, ISR, retention and log end offsets; nothing is changed.
 
     ``job_offsets``: per topic, the stream job's consumed offset per partition
@@ -161,9 +166,9 @@ def describe_topics(bootstrap: list[str], names: list[str],
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-topics",
-                             **COMMAND_CLIENT)
+                             **COMMAND_CLIENT, **(security or {}))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="evilnet-topics",
-                             **COMMAND_CLIENT)
+                             **COMMAND_CLIENT, **(security or {}))
     try:
         existing = set(admin.list_topics())
         unknown = [name for name in names if name not in existing]
