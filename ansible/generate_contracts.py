@@ -23,7 +23,7 @@ from types import ModuleType
 
 import yaml
 
-from evilnet import contracts, generated, schema
+from evilnet import contracts, generated, kafka_clients, schema
 from evilnet.platform import footprint, footprint_metrics
 from evilnet.producer import metrics as producer_metrics
 from evilnet.spark import metrics as job_metrics
@@ -52,6 +52,16 @@ def sections() -> list[tuple[str, dict[str, object]]]:
         ("Kafka topics (evilnet.contracts): posts, and payloads that are not posts.",
          {"evilnet_contract_tweets_topic": contracts.TWEETS_TOPIC,
           "evilnet_contract_dead_letter_topic": contracts.DEAD_LETTER_TOPIC}),
+        ("Kafka's SCRAM principals (evilnet.kafka_clients), each with its password's\n"
+         "name in the secrets catalog; the super users; the consumer group prefix the\n"
+         "stream job's principal may read with (the kafka role's ACLs).",
+         {"evilnet_contract_kafka_principals": {principal.name: principal.secret
+                                                for principal in kafka_clients.PRINCIPALS},
+          "evilnet_contract_kafka_super_users": [principal.name
+                                                 for principal in kafka_clients.SUPER_USERS],
+          "evilnet_contract_kafka_admin_principal": kafka_clients.ADMIN.name,
+          "evilnet_contract_kafka_broker_principal": kafka_clients.BROKER.name,
+          "evilnet_contract_stream_job_group_prefix": kafka_clients.STREAM_JOB_GROUP_PREFIX}),
         ("The Cassandra keyspace of the analytics tables (evilnet.schema.KEYSPACE).",
          {"evilnet_contract_keyspace": schema.KEYSPACE}),
         ("The X API access level a plan assumes where the inventory sets no\n"

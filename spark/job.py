@@ -53,6 +53,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
+from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX
 from evilnet.schema import (
     HOURS_QUERY,
     JOB_QUERIES,
@@ -184,6 +185,8 @@ def read_records(spark: SparkSession, config: JobConfig) -> DataFrame:
     source = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", config.bootstrap_servers)
               .option("subscribe", config.topic)
+              # The consumer groups the job's principal may read with (its ACLs).
+              .option("groupIdPrefix", STREAM_JOB_GROUP_PREFIX)
               .option("startingOffsets", config.starting_offsets)
               .option("failOnDataLoss", str(config.fail_on_data_loss).lower()))
     if config.max_offsets_per_trigger:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from evilnet.kafka_clients import ADMIN, KafkaSecurity, Principal
 from evilnet.locations import (
     Endpoint,
     LocationError,
@@ -32,6 +33,7 @@ from evilnet.locations import (
 )
 from evilnet.planner import Settings
 from evilnet.platform import health as checks
+from evilnet.platform import secrets
 from evilnet.schema import KEYSPACE
 
 # What the producer role records of the shards a host runs, under its evilnet_root.
@@ -100,6 +102,59 @@ class Inventory:
     def address(self, host: str) -> str:
         return self.hostvars.get(host, {}).get("ansible_host", host)
 
+    # --- the controller's own files: CA, certificates, secrets (docs/security.md) ---
+
+    def setting(self, name: str) -> str | None:
+        """An inventory-wide setting (group_vars/all), as the tools need it: a word or a
+        path, never a template."""
+        if not self.hostvars:
+            raise InventoryError(f"{self.path} has no hosts")
+        value = self.hostvars[sorted(self.hostvars)[0]].get(name)
+        if value is not None and "{{" in str(value):
+            raise InventoryError(f"{name}: a template ({value}) where the tools need a "
+                                 f"path or a word ({self.path})")
+        return value
+
+    def controller_dir(self, name: str) -> Path:
+        """A directory the inventory names for the controller (evilnet_pki_dir,
+        evilnet_secrets_dir), relative to the inventory's directory, outside it."""
+        value = self.setting(name)
+        if not value:
+            raise InventoryError(f"{name}: not set in {self.path} (its "
+                                 "group_vars/all.yml names it: docs/security.md)")
+        base = self.path if self.path.is_dir() else self.path.parent
+        found = (base / value).resolve()
+        # Ansible reads every file of an inventory directory as an inventory source:
+        # a secret there would become a host name, printed by every run.
+        if found.is_relative_to(base.resolve()):
+            raise InventoryError(f"{name}: {found} is inside the inventory directory "
+                                 f"{base}, whose every file Ansible reads as inventory")
+        return found
+
+    def kafka_security(self, principal: Principal = ADMIN) -> KafkaSecurity | None:
+        """How the controller logs in to this inventory's Kafka as ``principal``: its
+        SCRAM password from the inventory's secret files and the CA bundle; None
+        where the cluster is plaintext (kafka_security_enabled false)."""
+        brokers = self.groups["kafka"]
+        if not brokers or not _enabled(self.var(brokers[0], "kafka_security_enabled", "kafka")):
+            return None
+        if self.setting("evilnet_secrets_source") != "files":
+            raise InventoryError(f"{self.path} keeps its secrets in Vault: give a client "
+                                 "properties file (--kafka-client-config)")
+        password = secrets.read(self.controller_dir("evilnet_secrets_dir"), principal.secret)
+        return KafkaSecurity(principal.name, password,
+                             str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
+
+    def zookeeper_tls(self) -> checks.ClientTls | None:
+        """The controller's client certificate towards this inventory's ZooKeeper
+        (``ssl.clientAuth=need``); None where it is plaintext."""
+        nodes = self.groups["zookeeper"]
+        if not nodes or not _enabled(self.var(nodes[0], "zookeeper_tls_enabled", "zookeeper")):
+            return None
+        pki_dir = self.controller_dir("evilnet_pki_dir")
+        return checks.ClientTls(str(pki_dir / "ca.crt"), str(pki_dir / "clients/controller.crt"),
+                                str(pki_dir / "clients/controller.key"))
+
     def kafka_bootstrap(self) -> str:
         return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
                         for h in self.groups["kafka"])
@@ -156,17 +211,20 @@ class Inventory:
     def health_checks(self) -> Iterator[tuple[str, str, Callable[[], checks.Health]]]:
         zookeeper = [(self.address(h), int(self.var(h, "zookeeper_client_port", "zookeeper")))
                      for h in self.groups["zookeeper"]]
+        tls = self.zookeeper_tls()
         for host, port in zookeeper:
-            yield "zookeeper", f"{host}:{port}", partial(checks.zookeeper_node, host, port)
+            yield "zookeeper", f"{host}:{port}", partial(checks.zookeeper_node, host, port, tls)
         if zookeeper:
             yield ("zookeeper ensemble", f"{len(zookeeper)} nodes",
-                   partial(checks.zookeeper_ensemble, zookeeper))
+                   partial(checks.zookeeper_ensemble, zookeeper, tls))
 
         brokers = self.groups["kafka"]
         if brokers:
             bootstrap = self.kafka_bootstrap()
             ids = {int(self.var(h, "kafka_broker_id", "kafka")) for h in brokers}
-            yield "kafka", bootstrap, partial(checks.kafka_cluster, bootstrap, ids)
+            security = self.kafka_security()
+            yield "kafka", bootstrap, partial(checks.kafka_cluster, bootstrap, ids, None,
+                                              security.kwargs() if security else None)
 
         for host in self.groups["cassandra"]:
             address = self.address(host)

@@ -52,26 +52,7 @@ class Site:
             raise InventoryError(f"{inventory.path} has no hosts")
         host = sorted(inventory.hostvars)[0]
         base = inventory.path if inventory.path.is_dir() else inventory.path.parent
-
-        def setting(name: str) -> str | None:
-            value = inventory.hostvars[host].get(name)
-            if value is not None and "{{" in str(value):
-                raise InventoryError(f"{name}: a template ({value}) where the tools need a "
-                                     f"path or a word ({inventory.path})")
-            return value
-
-        def directory(name: str) -> Path:
-            value = setting(name)
-            if not value:
-                raise InventoryError(f"{name}: not set in {inventory.path} (its "
-                                     "group_vars/all.yml names it: docs/security.md)")
-            found = (base / value).resolve()
-            # Ansible reads every file of an inventory directory as an inventory source:
-            # a secret there would become a host name, printed by every run.
-            if found.is_relative_to(base.resolve()):
-                raise InventoryError(f"{name}: {found} is inside the inventory directory "
-                                     f"{base}, whose every file Ansible reads as inventory")
-            return found
+        setting, directory = inventory.setting, inventory.controller_dir
 
         source = setting("evilnet_secrets_source") or ""
         if source not in store.SOURCES:
