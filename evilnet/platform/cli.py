@@ -127,8 +127,24 @@ _kafka_client_config = click.option(
                        "truststore) to connect with [default: plaintext].")
 
 
+def _from_inventory(parameter: str) -> Inventory | None:
+    """The inventory whose service the command asks, when ``parameter`` (its
+    location) came from it: then its credentials are the controller's files too."""
+    ctx = click.get_current_context()
+    stack = ctx.find_object(Stack)
+    if (stack is None or stack.inventory is None
+            or ctx.get_parameter_source(parameter) != ParameterSource.DEFAULT):
+        return None
+    return Inventory.load(stack.inventory, roles=stack.roles)
+
+
 def _kafka_security(client_config: Path | None) -> dict[str, str]:
+    """kafka-python's security settings: the given client properties file's, else the
+    admin's from the inventory's files when the brokers are the inventory's, else none."""
     try:
+        if client_config is None and (inventory := _from_inventory("bootstrap_servers")):
+            security = inventory.kafka_security()
+            return security.kwargs() if security else {}
         return security_kwargs(client_config)
     except ClientConfigError as error:
         raise click.BadParameter(str(error), param_hint="--kafka-client-config") from None
@@ -144,7 +160,9 @@ def _tls_file_option(kind: str, help_text: str):
 def _zookeeper_tls(ca: Path | None, cert: Path | None, key: Path | None) -> checks.ClientTls | None:
     given = [value for value in (ca, cert, key) if value is not None]
     if not given:
-        return None
+        # The inventory's ensemble: the controller's certificate, where it needs one.
+        inventory = _from_inventory("zookeeper")
+        return inventory.zookeeper_tls() if inventory else None
     if len(given) != 3:
         raise click.UsageError("--tls-ca, --tls-cert and --tls-key go together")
     return checks.ClientTls(str(ca), str(cert), str(key))

@@ -20,6 +20,8 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -317,3 +319,19 @@ def test_a_client_reads_its_login_from_a_client_properties_file(
         assert DEAD_LETTER_TOPIC in admin.list_topics()
     finally:
         admin.close()
+
+
+@pytest.mark.parametrize("command", [["health", "kafka"], ["topics", "list"],
+                                     ["health", "zookeeper", "--node", "{zookeeper}"]],
+                         ids=["health kafka", "topics list", "health zookeeper"])
+def test_evilnet_reads_the_inventorys_credentials(inventory: Inventory,
+                                                  zookeeper: tuple[str, int],
+                                                  command: list[str]) -> None:
+    # No flag names a credential: the inventory's CA and secret files are used, as
+    # for `evilnet status`.
+    node = f"{zookeeper[0]}:{zookeeper[1]}"
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("evilnet")), "-i", str(INVENTORY), "--roles",
+         str(ROLES), *(part.format(zookeeper=node) for part in command)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
