@@ -85,12 +85,19 @@ def sections() -> list[tuple[str, dict[str, object]]]:
     ]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Lists indented under their key, as yamllint (ansible-lint) wants them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, False)
+
+
 def render() -> str:
     parts = [HEADER]
     for comment, variables in sections():
         lines = "".join(f"# {line}\n" for line in comment.splitlines())
-        parts.append("\n" + lines + yaml.safe_dump(variables, sort_keys=False,
-                                                   allow_unicode=True, width=100))
+        parts.append("\n" + lines + yaml.dump(variables, Dumper=_Dumper, sort_keys=False,
+                                              allow_unicode=True, width=100))
     return "".join(parts)
 
 
