@@ -95,6 +95,10 @@ class KafkaSecurity:
                 "sasl.jaas.config": self.jaas_config(), "ssl.truststore.type": "PEM",
                 "ssl.truststore.location": self.cafile}
 
+    def spark_source_options(self) -> dict[str, str]:
+        """The Spark Kafka source's options (each client setting after ``kafka.``)."""
+        return {f"kafka.{key}": value for key, value in self.java_properties().items()}
+
     def properties_text(self) -> str:
         """The client properties file's text (write it 0600: it holds the password)."""
         return "".join(f"{key}={_properties_escape(value)}\n"

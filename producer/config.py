@@ -112,6 +112,9 @@ class ProducerConfig(BaseModel):
     kafka_linger_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     kafka_batch_size: Annotated[int, Field(ge=1024)] = 128 * 1024
     kafka_delivery_timeout_ms: Annotated[int, Field(ge=1000)] = 120_000
+    # A secured Kafka (SASL_SSL): the client properties file (0600) of the producers'
+    # principal, which evilnet.kafka_clients reads; none for a plaintext cluster.
+    kafka_client_config: Path | None = None
     # The app's X API access level (evilnet.contracts.ACCESS_LEVELS): whether a
     # reconnect asks for backfill, and the monthly post cap the 80 % alert meters.
     access_level: Literal[tuple(ACCESS_LEVELS)] = DEFAULT_ACCESS_LEVEL  # type: ignore[valid-type]

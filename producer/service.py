@@ -26,6 +26,7 @@ import tweepy
 from prometheus_client import start_http_server
 
 from evilnet.contracts import ACCESS_LEVELS, DEAD_LETTER_TOPIC, TWEETS_TOPIC
+from evilnet.kafka_clients import security_kwargs
 from evilnet.producer.config import ConfigError, ProducerConfig, load_config
 from evilnet.producer.logs import redact
 from evilnet.producer.metrics import ProducerMetrics
@@ -77,7 +78,8 @@ def kafka_sink(config: ProducerConfig, metrics: ProducerMetrics,
             linger_ms=config.kafka_linger_ms,
             batch_size=config.kafka_batch_size,
             delivery_timeout_ms=config.kafka_delivery_timeout_ms,
-            client_settings=client_settings or {},
+            client_settings={**security_kwargs(config.kafka_client_config),
+                             **(client_settings or {})},
         ),
         metrics,
     )

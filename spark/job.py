@@ -53,7 +53,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
-from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX
+from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX, KafkaSecurity
 from evilnet.schema import (
     HOURS_QUERY,
     JOB_QUERIES,
@@ -113,6 +113,9 @@ class JobConfig:
     log_level: str = "WARN"  # Spark's own log level (the job logs its batches at INFO)
     # The benchmark baseline: count the records, no parsing, windows or state.
     plain_count: bool = False
+    # A secured Kafka (SASL_SSL): the client properties file of the job's principal
+    # (0600; evilnet.kafka_clients.KafkaSecurity reads it); empty for a plaintext one.
+    kafka_client_config: str = ""
     # The job's Prometheus metrics (evilnet/spark/metrics.py), served by the driver.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no metrics endpoint
@@ -180,6 +183,16 @@ def post_schema() -> T.StructType:
                          for name, field in PostRecord.model_fields.items()])
 
 
+def kafka_security_options(config: JobConfig) -> dict[str, str]:
+    """The Kafka source's login to a secured cluster (``kafka.``-prefixed client
+    settings: SASL_SSL, SCRAM-SHA-512, the JAAS line, the PEM truststore), read from
+    the job's client properties file; none for a plaintext cluster. They never go on
+    a command line; Spark redacts the JAAS line (it holds "password") in its UI."""
+    if not config.kafka_client_config:
+        return {}
+    return KafkaSecurity.from_properties(Path(config.kafka_client_config)).spark_source_options()
+
+
 def read_records(spark: SparkSession, config: JobConfig) -> DataFrame:
     """The topic's Kafka records (key, value, partition, offset, ...)."""
     source = (spark.readStream.format("kafka")
@@ -191,7 +204,7 @@ def read_records(spark: SparkSession, config: JobConfig) -> DataFrame:
               .option("failOnDataLoss", str(config.fail_on_data_loss).lower()))
     if config.max_offsets_per_trigger:
         source = source.option("maxOffsetsPerTrigger", config.max_offsets_per_trigger)
-    return source.load()
+    return source.options(**kafka_security_options(config)).load()
 
 
 # PostRecord.author_id is 1 to 19 ASCII digits: what author_key() encodes.

@@ -187,3 +187,19 @@ def test_the_producers_may_only_write_and_the_job_only_read() -> None:
                    ("READ", "GROUP", STREAM_JOB_GROUP_PREFIX, "PREFIXED")}
     # Super users need no ACL: one naming them would only hide a broken super.users.
     assert not {g.principal for g in grants} & {f"User:{p.name}" for p in SUPER_USERS}
+
+
+def test_the_stream_jobs_login_as_kafka_source_options(tmp_path: Path) -> None:
+    # What spark/job.py passes to the Kafka source (pyspark is not on the controller:
+    # the job itself runs on the stack).
+    login = KafkaSecurity(STREAM_JOB.name, "s3cret", "/etc/evilnet/ca.crt")
+    client_config = tmp_path / "kafka-client.properties"
+    client_config.write_text(login.properties_text())
+    options = KafkaSecurity.from_properties(client_config).spark_source_options()
+    assert options["kafka.security.protocol"] == "SASL_SSL"
+    assert options["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert options["kafka.ssl.truststore.type"] == "PEM"
+    assert options["kafka.ssl.truststore.location"] == "/etc/evilnet/ca.crt"
+    assert options["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="stream-job" password="s3cret";')

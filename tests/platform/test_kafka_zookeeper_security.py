@@ -335,3 +335,25 @@ def test_evilnet_reads_the_inventorys_credentials(inventory: Inventory,
          str(ROLES), *(part.format(zookeeper=node) for part in command)],
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- The pipeline's own clients --------------------------------------------------------
+
+
+def test_the_producer_service_logs_in_from_its_config(tmp_path: Path, inventory: Inventory,
+                                                      bootstrap: str) -> None:
+    from evilnet.producer.config import ProducerConfig
+    from evilnet.producer.metrics import ProducerMetrics
+    from evilnet.producer.service import kafka_sink
+
+    client_config = tmp_path / "kafka-client.properties"
+    client_config.write_text(inventory.kafka_security(PRODUCER).properties_text())
+    client_config.chmod(0o600)
+    config = ProducerConfig.model_validate({
+        "shard": "security-test", "kafka_bootstrap_servers": bootstrap,
+        "rules": [{"value": "probe", "tag": "city=Montréal;topic=probe"}],
+        "bearer_token_env": "EVILNET_TOKEN_NOT_READ_HERE",  # no stream is opened
+        "kafka_client_config": str(client_config)})
+    sink = kafka_sink(config, ProducerMetrics("security-test"), COMMAND_CLIENT)
+    sink.send(DEAD_LETTER_TOPIC, b"security-test", b'{"probe": "producer service login"}')
+    assert sink.close(timeout=30) == 0  # every record acknowledged
