@@ -16,12 +16,13 @@ take their locations the same way as the platform's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 CASSANDRA_PORT = 9042
 ZOOKEEPER_PORT = 2181
@@ -116,6 +117,10 @@ class Locations:
     zookeeper: tuple[Endpoint, ...]
     simulator: str | None  # the X API simulator's URL, where it runs
     plan: Path | None  # the plan directory the producer role rolls out by default
+    # kafka-python's login to a secured Kafka (evilnet.kafka_clients.KafkaSecurity's
+    # kwargs, from the inventory's secret files), read when a command first needs it;
+    # empty for a plaintext cluster.
+    kafka_login: Callable[[], Mapping[str, str]] = field(default=dict, repr=False)
 
 
 @dataclass
@@ -179,6 +184,20 @@ def _from_stack(name: str, flag: str, required: bool, fallback: Any) -> Callable
                                 f"give {flag}")
         return value
     return default
+
+
+def kafka_login(parameter: str = "bootstrap_servers") -> dict[str, str]:
+    """kafka-python's login settings for the command's brokers: the inventory's, when
+    the brokers are the inventory's (``parameter``, the command's option naming them,
+    was not given); none otherwise (a plaintext cluster, or brokers named by hand,
+    whose login a client properties file gives)."""
+    ctx = click.get_current_context()
+    stack = ctx.find_object(Stack)
+    if stack is None or stack.inventory is None:
+        return {}
+    if ctx.get_parameter_source(parameter) not in (None, ParameterSource.DEFAULT):
+        return {}
+    return dict(stack.locations().kafka_login())
 
 
 def remember_where(service: str, value: Any, ctx: click.Context | None = None) -> None:

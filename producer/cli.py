@@ -18,7 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from evilnet.cities import PlanInputError, canonical_cities, check_tags, normalize_topics
 from evilnet.contracts import ACCESS_LEVELS, DEFAULT_ACCESS_LEVEL, RuleTag, TagError
 from evilnet.kafka_clients import COMMAND_CLIENT
-from evilnet.locations import Endpoint, Endpoints, location, remember_where
+from evilnet.locations import Endpoint, Endpoints, kafka_login, location, remember_where
 from evilnet.producer.config import ConfigError, load_config, read_secret_file
 from evilnet.producer.generator import SYNTH_START, synthesize, synthetic_rules
 from evilnet.producer.logs import configure as configure_logs
@@ -117,10 +117,12 @@ def replay(file: Path, rate: float | None, config_path: Path | None,
                    bootstrap_servers or location("bootstrap_servers", "--bootstrap-servers")]
         remember_where("Kafka", servers)
         options = {}
+        # The inventory's login when its brokers are the ones replayed into.
+        login = {} if bootstrap_servers else kafka_login()
 
         def sink_factory(metrics):
             return KafkaSink(KafkaSettings(servers, client_id="evilnet-replay",
-                                           client_settings=COMMAND_CLIENT), metrics)
+                                           client_settings={**COMMAND_CLIENT, **login}), metrics)
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,7 +163,8 @@ def placement(posts: list[reference.Post], job: JobWindows, now: datetime) -> da
     return max(earliest, latest_last - span)
 
 
-def end_offsets(bootstrap_servers: list[str], topic: str) -> dict[int, int]:
+def end_offsets(bootstrap_servers: list[str], topic: str,
+                security: Mapping[str, str] | None = None) -> dict[int, int]:
     """The topic's end offsets, with a broker of the cluster down (killed, restarting).
 
     kafka-python raises the connection error of the broker it asked for metadata
@@ -176,7 +177,7 @@ def end_offsets(bootstrap_servers: list[str], topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="evilnet-check",
-                             **COMMAND_CLIENT)
+                             **COMMAND_CLIENT, **(security or {}))
     try:
         return wait_for(lambda: read(consumer), BROKER_DOWN_TIMEOUT_S,
                         what=f"the end offsets of {topic!r}", ignore=(KafkaConnectionError,))
@@ -204,11 +205,13 @@ def consumed_offsets(store: CassandraStore, job: str) -> dict[int, int]:
 
 
 def other_posts(bootstrap_servers: list[str], topic: str, start: dict[int, int],
-                end: dict[int, int], own_ids: set[str],
-                timeout: float = 120.0) -> list[tuple[str, frozenset[str], datetime]]:
+                end: dict[int, int], own_ids: set[str], timeout: float = 120.0,
+                security: Mapping[str, str] | None = None,
+                ) -> list[tuple[str, frozenset[str], datetime]]:
     """(city, topics, created_at) of the records in [start, end) that are not the run's."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="evilnet-check",
-                             group_id=None, enable_auto_commit=False, **COMMAND_CLIENT)
+                             group_id=None, enable_auto_commit=False, **COMMAND_CLIENT,
+                             **(security or {}))
     found = []
     try:
         wanted = {TopicPartition(topic, p): stop for p, stop in end.items()
@@ -351,8 +354,11 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
               rate: float | None = None,
               on_progress: Callable[[int, int], None] = lambda done, total: None,
               poll_seconds: float = 1.0,
-              copies: tuple[str | None, ...] = (None,)) -> CheckRun:
+              copies: tuple[str | None, ...] = (None,),
+              security: Mapping[str, str] | None = None) -> CheckRun:
     """Replay ``file``, wait for the job to catch up, compare (see the module's doc).
+
+    ``security``: kafka-python's login to a secured cluster, for every client here.
 
     ``shift_to``: where the first post goes, :data:`AUTO` (:func:`placement`), or
     None to keep the file's times. ``copies``: the producer copies that deliver the
@@ -381,18 +387,19 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
     with tempfile.TemporaryDirectory(prefix="evilnet-check-") as work:
         replayed = Path(work) / file.name
         replayed.write_bytes(b"\n".join(lines) + b"\n")
-        first = end_offsets(bootstrap_servers, topic)
+        first = end_offsets(bootstrap_servers, topic, security)
         unacknowledged = 0
         for producer in copies:
             summary, _ = run_replay(replayed, rate=rate, tweets_topic=topic, producer=producer,
                                     sink_factory=lambda m: KafkaSink(KafkaSettings(
                                         bootstrap_servers, client_id="evilnet-check",
-                                        client_settings=COMMAND_CLIENT), m))
+                                        client_settings={**COMMAND_CLIENT,
+                                                         **(security or {})}), m))
             unacknowledged += summary.unacknowledged
         summary.unacknowledged = unacknowledged
     if summary.unacknowledged:
         raise CheckError(f"{summary.unacknowledged} records were not acknowledged by Kafka")
-    target = end_offsets(bootstrap_servers, topic)
+    target = end_offsets(bootstrap_servers, topic, security)
     total = sum(end - first.get(p, 0) for p, end in target.items())
     started = time.monotonic()
 
@@ -410,8 +417,9 @@ def run_check(file: Path, *, store: CassandraStore, bootstrap_servers: list[str]
     after = read_rows(store, expected)
     # Whatever the job consumed since `start` other than this run is in Kafka below
     # the end offsets read now (it cannot have read further).
-    last = end_offsets(bootstrap_servers, topic)
-    others = other_posts(bootstrap_servers, topic, start, last, {p.id for p in posts})
+    last = end_offsets(bootstrap_servers, topic, security)
+    others = other_posts(bootstrap_servers, topic, start, last, {p.id for p in posts},
+                         security=security)
     comparison = compare(expected, before, after, touched(others, windows))
     empty = [view for view, frame in comparison.expected.items() if frame.empty]
     if empty:

@@ -16,7 +16,14 @@ from rich.table import Table
 
 from evilnet.cities import canonical_cities
 from evilnet.contracts import TWEETS_TOPIC
-from evilnet.locations import Endpoint, cassandra_option, kafka_option, keyspace_option, same_port
+from evilnet.locations import (
+    Endpoint,
+    cassandra_option,
+    kafka_login,
+    kafka_option,
+    keyspace_option,
+    same_port,
+)
 from evilnet.schema import (
     KEYSPACE,
     METRICS,
@@ -290,7 +297,8 @@ def check(file: Path, bootstrap_servers: tuple[Endpoint, ...], topic: str, job: 
             result = run_check(file, store=store, bootstrap_servers=servers, topic=topic,
                                job=job, shift_to=target, timeout=timeout, rate=rate,
                                on_progress=lambda done, total: bar.update(
-                                   task, completed=done, total=total))
+                                   task, completed=done, total=total),
+                               security=kafka_login())
         except CheckError as error:
             click.echo(f"evilnet check: {error}", err=True)
             sys.exit(2)

@@ -24,6 +24,7 @@ from evilnet.locations import (
     Stack,
     cassandra_option,
     inventory_options,
+    kafka_login,
     kafka_option,
     keyspace_option,
     same_port,
@@ -140,12 +141,9 @@ def _from_inventory(parameter: str) -> Inventory | None:
 
 def _kafka_security(client_config: Path | None) -> dict[str, str]:
     """kafka-python's security settings: the given client properties file's, else the
-    admin's from the inventory's files when the brokers are the inventory's, else none."""
+    inventory's login when the brokers are the inventory's, else none."""
     try:
-        if client_config is None and (inventory := _from_inventory("bootstrap_servers")):
-            security = inventory.kafka_security()
-            return security.kwargs() if security else {}
-        return security_kwargs(client_config)
+        return security_kwargs(client_config) if client_config else kafka_login()
     except ClientConfigError as error:
         raise click.BadParameter(str(error), param_hint="--kafka-client-config") from None
 
@@ -497,7 +495,7 @@ def fidelity(start: str, end: str, form: str, bootstrap_servers: tuple[Endpoint,
         raise click.BadParameter("must be later than --from", param_hint="--to")
     try:
         rows = fidelity_report(",".join(map(str, bootstrap_servers)), topic, *window,
-                               grace=timedelta(seconds=grace))
+                               grace=timedelta(seconds=grace), security=kafka_login())
     except (ValueError, TimeoutError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(render_fidelity(rows, form))

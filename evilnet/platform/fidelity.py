@@ -29,7 +29,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -109,13 +109,16 @@ def report(deliveries: Iterable[Delivery], start: datetime, end: datetime
 
 
 def read_deliveries(bootstrap: str, topic: str, start: datetime, end: datetime,
-                    timeout_s: float = 30.0) -> Iterable[Delivery]:
-    """The deliveries of ``topic`` whose Kafka timestamps fall in ``[start, end)``."""
+                    timeout_s: float = 30.0,
+                    security: Mapping[str, str] | None = None) -> Iterable[Delivery]:
+    """The deliveries of ``topic`` whose Kafka timestamps fall in ``[start, end)``
+    (``security``: kafka-python's login to a secured cluster)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed",
-                             client_id="evilnet-fidelity", **COMMAND_CLIENT)
+                             client_id="evilnet-fidelity", **COMMAND_CLIENT,
+                             **(security or {}))
     try:
         partitions = [TopicPartition(topic, p)
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -170,9 +173,11 @@ def _delivery(value: bytes | None) -> Delivery | None:
 
 
 def fidelity(bootstrap: str, topic: str, start: datetime, end: datetime,
-             grace: timedelta = timedelta(minutes=5)) -> list[ProducerFidelity]:
+             grace: timedelta = timedelta(minutes=5),
+             security: Mapping[str, str] | None = None) -> list[ProducerFidelity]:
     """The report for posts created in ``[start, end)``, read from Kafka."""
-    return report(read_deliveries(bootstrap, topic, start - grace, end + grace), start, end)
+    return report(read_deliveries(bootstrap, topic, start - grace, end + grace,
+                                  security=security), start, end)
 
 
 def render(rows: list[ProducerFidelity], form: str) -> str:

@@ -187,7 +187,12 @@ class Inventory:
             spark_workers=tuple(self.address(w) for w in self.groups["spark_workers"]),
             zookeeper=endpoints("zookeeper", "zookeeper_client_port", "zookeeper"),
             simulator=simulator,
-            plan=self._plan_dir())
+            plan=self._plan_dir(),
+            kafka_login=self._kafka_login)
+
+    def _kafka_login(self) -> dict[str, str]:
+        security = self.kafka_security()
+        return security.kwargs() if security else {}
 
     def _plan_dir(self) -> Path | None:
         """The plan the producer role rolls out when none is given (its defaults)."""

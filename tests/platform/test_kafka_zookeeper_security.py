@@ -321,9 +321,11 @@ def test_a_client_reads_its_login_from_a_client_properties_file(
         admin.close()
 
 
-@pytest.mark.parametrize("command", [["health", "kafka"], ["topics", "list"],
-                                     ["health", "zookeeper", "--node", "{zookeeper}"]],
-                         ids=["health kafka", "topics list", "health zookeeper"])
+@pytest.mark.parametrize("command", [
+    ["health", "kafka"], ["topics", "list"], ["health", "zookeeper", "--node", "{zookeeper}"],
+    # Reads the posts topic (a window long past: nothing to report, but a login).
+    ["fidelity", "--from", "2024-06-01T00:00", "--to", "2024-06-01T00:05", "--format", "json"]],
+    ids=["health kafka", "topics list", "health zookeeper", "fidelity"])
 def test_evilnet_reads_the_inventorys_credentials(inventory: Inventory,
                                                   zookeeper: tuple[str, int],
                                                   command: list[str]) -> None:
