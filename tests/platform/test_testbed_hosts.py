@@ -34,8 +34,10 @@ def _inventory(tmp_path: Path, hosts: dict[str, dict]) -> Path:
      "share 198.18.0.11"),
     ({"zk-1": {}}, "zk-1: no ansible_host"),
     ({"ZK_1": {"ansible_host": "198.18.0.11"}}, "a short lowercase hostname"),
+    ({"zk-1": {"ansible_host": "198.18.0.11", "evilnet_shared_storage_dir": "srv/shared"}},
+     "evilnet_shared_storage_dir must be an absolute path"),
 ], ids=["outside-the-range", "another-subnet", "the-bridge", "shared", "no-address",
-        "not-a-hostname"])
+        "not-a-hostname", "relative-shared-storage"])
 def test_an_inventory_the_bed_cannot_make_is_refused(tmp_path: Path, hosts: dict,
                                                       refusal: str) -> None:
     result = _testbed(_inventory(tmp_path, hosts))
@@ -45,3 +47,16 @@ def test_an_inventory_the_bed_cannot_make_is_refused(tmp_path: Path, hosts: dict
 def test_a_host_not_in_the_inventory_is_refused(tmp_path: Path) -> None:
     result = _testbed(_inventory(tmp_path, {"zk-1": {"ansible_host": "198.18.0.11"}}), "zk-9")
     assert result.returncode == 2 and "not in the inventory: zk-9" in result.stderr
+
+
+def test_every_spark_host_of_the_cluster_mounts_the_shared_storage() -> None:
+    """The stream job's checkpoint is on the inventory's shared storage, which the bed
+    binds into the hosts at the path the inventory gives."""
+    from testbed.hosts import read_hosts
+
+    inventory = yaml.safe_load((REPO_ROOT / "inventories" / "cluster" / "hosts.yml").read_text())
+    groups = inventory["all"]["children"]
+    spark = set(groups["spark_master"]["hosts"]) | set(groups["spark_workers"]["hosts"])
+    mounts = {host.name: host.shared_storage
+              for host in read_hosts(REPO_ROOT / "inventories" / "cluster")}
+    assert {mounts[name] for name in spark} == {"/srv/evilnet-shared"}
