@@ -12,6 +12,7 @@ limits the bed and the tests to those hosts.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from cluster_helpers import REPO_ROOT, Cluster, bring_up, deploy, stage
+from jenkins_steps import run_jenkins_steps
 
 from evilnet.platform.inventory import Inventory
 from evilnet.platform.playbook import PlaybookRun
@@ -81,3 +83,27 @@ def deployment(cluster: Cluster) -> Deployment:
     started = time.monotonic()
     second = deploy()
     return Deployment(first, second, first_seconds, time.monotonic() - started)
+
+
+# Halifax goes to app-4 (planner rendezvous), which the planner puts on producer-2,
+# the host without the simulator: the plan spans both producer hosts.
+ROLLOUT_CITIES = "Toronto\nMontréal,Vancouver\nSt. John's,Halifax"
+ROLLOUT_TOPICS = "hockey,transit"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The Jenkins steps (validate, plan, render, diff, roll out, verify) run from the
+    controller against the bed, after site.yml."""
+
+    plan_dir: Path
+    plan: dict
+    outputs: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def rollout(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Rollout:
+    plan_dir = tmp_path_factory.mktemp("cluster-plan") / "plan"
+    outputs = run_jenkins_steps("cluster", ROLLOUT_CITIES, ROLLOUT_TOPICS, plan_dir)
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    return Rollout(plan_dir, plan, outputs)
