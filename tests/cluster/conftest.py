@@ -26,6 +26,7 @@ from evilnet.platform.inventory import Inventory
 from evilnet.platform.playbook import PlaybookRun
 
 CLUSTER_INVENTORY = REPO_ROOT / "inventories" / "cluster"
+CLUSTER_TEST_TIMEOUT = 5400
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,6 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.cluster)
+            # The suite's per-test timeout counts fixture setup, and the first test
+            # that needs the deployment waits for two site.yml runs (25 min here).
+            item.add_marker(pytest.mark.timeout(CLUSTER_TEST_TIMEOUT))
     # Only an -m naming the marker selects the tier.
     if "cluster" in (config.option.markexpr or ""):
         return
