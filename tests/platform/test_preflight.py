@@ -90,11 +90,3 @@ def test_a_checkpoint_declared_shared_passes_preflight_with_workers_elsewhere(
                        project_dir=REPO_ROOT)
     assert run.returncode == 0, run.output[-3000:]
 
-
-def test_the_cluster_inventory_passes_preflight() -> None:
-    """Its variables resolve where preflight checks them (no host is contacted): an
-    inventory variable naming a role's default, say, fails here, not halfway through
-    a deployment of the bed."""
-    run = run_playbook("ansible/playbooks/preflight.yml", REPO_ROOT / "inventories" / "cluster",
-                       project_dir=REPO_ROOT)
-    assert run.returncode == 0, run.output[-3000:]

@@ -4,6 +4,7 @@ whose .1 is the controller's. Nothing is booted here: the bed stops at the list.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +53,13 @@ def test_a_host_not_in_the_inventory_is_refused(tmp_path: Path) -> None:
 def test_every_spark_host_of_the_cluster_mounts_the_shared_storage() -> None:
     """The stream job's checkpoint is on the inventory's shared storage, which the bed
     binds into the hosts at the path the inventory gives."""
-    from testbed.hosts import read_hosts
-
+    listing = subprocess.run(
+        [sys.executable, "-c", "import json; from testbed.hosts import read_hosts; "
+         "print(json.dumps({h.name: h.shared_storage for h in read_hosts("
+         "__import__('testbed').layout.DEFAULT_INVENTORY)}))"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
+    mounts = json.loads(listing.stdout)
     inventory = yaml.safe_load((REPO_ROOT / "inventories" / "cluster" / "hosts.yml").read_text())
     groups = inventory["all"]["children"]
     spark = set(groups["spark_master"]["hosts"]) | set(groups["spark_workers"]["hosts"])
-    mounts = {host.name: host.shared_storage
-              for host in read_hosts(REPO_ROOT / "inventories" / "cluster")}
     assert {mounts[name] for name in spark} == {"/srv/evilnet-shared"}
