@@ -26,6 +26,12 @@ def _inventory(tmp_path: Path, edit) -> Path:
     return inventory
 
 
+def _preflight(tmp_path: Path, edit):
+    """preflight.yml alone on the local inventory edited by ``edit``."""
+    return run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, edit),
+                        project_dir=REPO_ROOT)
+
+
 def _host_in_kafka_and_zookeeper(groups: dict, _: dict) -> None:
     groups["kafka"]["hosts"]["zk1"] = {"kafka_broker_id": 3}
 
@@ -74,8 +80,7 @@ def test_even_ensemble_passes_preflight_when_allowed_with_a_warning(tmp_path: Pa
         _even_ensemble(groups, group_vars)
         group_vars["zookeeper_allow_even_ensemble"] = True
 
-    run = run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, even_but_allowed),
-                       project_dir=REPO_ROOT)
+    run = _preflight(tmp_path, even_but_allowed)
     assert run.returncode == 0, run.output[-3000:]
     assert "WARNING: the zookeeper group has 4 nodes (even)" in " ".join(run.output.split())
 
@@ -86,7 +91,6 @@ def test_a_checkpoint_declared_shared_passes_preflight_with_workers_elsewhere(
         _spark_worker_on_another_machine(groups, group_vars)
         group_vars["stream_job_checkpoint_shared"] = True
 
-    run = run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, shared),
-                       project_dir=REPO_ROOT)
+    run = _preflight(tmp_path, shared)
     assert run.returncode == 0, run.output[-3000:]
 
