@@ -26,6 +26,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 class Host:
     name: str
     address: IPv4Address
+    # Where the host mounts the inventory's shared storage (evilnet_shared_storage_dir),
+    # which the bed provides as one controller directory bound into every such host.
+    shared_storage: str | None = None
 
     @property
     def netns(self) -> str:
@@ -73,7 +76,12 @@ def _host(name: str, variables: dict) -> Host:
     if not layout.in_subnet(address):
         raise HostListError(f"{name}: {address} is not a host address of the bed's "
                             f"{layout.SUBNET} (the bridge is {layout.BRIDGE_ADDRESS.ip})")
-    return Host(name, address)
+    shared = variables.get("evilnet_shared_storage_dir")
+    if shared is not None and not (isinstance(shared, str) and shared.startswith("/")
+                                   and "{" not in shared):
+        raise HostListError(f"{name}: evilnet_shared_storage_dir must be an absolute path "
+                            f"the bed can bind, not {shared!r}")
+    return Host(name, address, shared)
 
 
 def select(hosts: list[Host], names: list[str] | None) -> list[Host]:

@@ -74,6 +74,12 @@ class Paths:
         return self.machines / name
 
     @property
+    def shared_storage(self) -> Path:
+        # Bound into each host at its evilnet_shared_storage_dir: the bed's stand-in
+        # for the NFS export production mounts there.
+        return self.root / "shared-storage"
+
+    @property
     def stage(self) -> Path:
         # The Makefile's CLUSTER_STAGE.
         return self.root / "stage"

@@ -118,6 +118,9 @@ class Machine:
             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             "--console=read-only",
         ]
+        if self.host.shared_storage:
+            self.paths.shared_storage.mkdir(mode=0o755, parents=True, exist_ok=True)
+            command.append(f"--bind={self.paths.shared_storage}:{self.host.shared_storage}")
         # The shell enters the machine's cgroups, then becomes nspawn (same pid).
         enter_cgroups = "; ".join(f'echo $$ > "${index + 1}"' for index in range(len(cgroups)))
         with self.log.open("ab") as log:

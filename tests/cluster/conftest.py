@@ -12,6 +12,7 @@ limits the bed and the tests to those hosts.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import pytest
 from cluster_helpers import REPO_ROOT, Cluster, bring_up, deploy, stage
+from jenkins_steps import run_jenkins_steps
 
 from evilnet.platform.inventory import Inventory
 from evilnet.platform.playbook import PlaybookRun
 
 CLUSTER_INVENTORY = REPO_ROOT / "inventories" / "cluster"
+CLUSTER_TEST_TIMEOUT = 5400
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,6 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.cluster)
+            # The suite's per-test timeout counts fixture setup, and the first test
+            # that needs the deployment waits for two site.yml runs (25 min here).
+            item.add_marker(pytest.mark.timeout(CLUSTER_TEST_TIMEOUT))
     # Only an -m naming the marker selects the tier.
     if "cluster" in (config.option.markexpr or ""):
         return
@@ -81,3 +87,27 @@ def deployment(cluster: Cluster) -> Deployment:
     started = time.monotonic()
     second = deploy()
     return Deployment(first, second, first_seconds, time.monotonic() - started)
+
+
+# Halifax goes to app-4 (planner rendezvous), which the planner puts on producer-2,
+# the host without the simulator: the plan spans both producer hosts.
+ROLLOUT_CITIES = "Toronto\nMontréal,Vancouver\nSt. John's,Halifax"
+ROLLOUT_TOPICS = "hockey,transit"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The Jenkins steps (validate, plan, render, diff, roll out, verify) run from the
+    controller against the bed, after site.yml."""
+
+    plan_dir: Path
+    plan: dict
+    outputs: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def rollout(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Rollout:
+    plan_dir = tmp_path_factory.mktemp("cluster-plan") / "plan"
+    outputs = run_jenkins_steps("cluster", ROLLOUT_CITIES, ROLLOUT_TOPICS, plan_dir)
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    return Rollout(plan_dir, plan, outputs)

@@ -5,7 +5,6 @@ then one more city restarts only its shard."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from jenkins_steps import run_jenkins_steps
 from kafka import KafkaConsumer, TopicPartition
 from supervised import service_pid
 
@@ -26,29 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCER_HOST_ROOT = REPO_ROOT / ".run" / "hosts" / "producer1"
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.stack, pytest.mark.disruptive]
-
-
-def _jenkins_commands() -> dict[str, str]:
-    text = (REPO_ROOT / "Jenkinsfile").read_text()
-    parts = re.split(r"^\s*stage\('([^']+)'\) \{$", text, flags=re.M)
-    return {name: re.findall(r"^\s*sh '([^']+)'$", body, re.M)[0]
-            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-def _run_pipeline(cities: str, topics: str, plan_dir: Path) -> dict[str, str]:
-    """The stages validate -> verify as Jenkins runs them (DRY_RUN=false), output by stage."""
-    env = {**os.environ, "CITIES": cities, "TOPICS": topics, "INVENTORY": "local",
-           "PLAN_DIR": str(plan_dir), "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-           "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    outputs = {}
-    for stage, command in _jenkins_commands().items():
-        if stage == "prepare":
-            continue  # the venv this test runs in
-        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env,
-                                capture_output=True, text=True, timeout=900, check=False)
-        assert result.returncode == 0, f"stage {stage}:\n{result.stdout[-4000:]}{result.stderr}"
-        outputs[stage] = result.stdout
-    return outputs
 
 
 def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
@@ -112,7 +89,8 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
     # (The stack fixture checked the simulator `make up` runs: the producers' source.)
     plan_dir = tmp_path / "plan"
     try:
-        outputs = _run_pipeline("Toronto\nMontréal,Vancouver", "hockey,transit", plan_dir)
+        outputs = run_jenkins_steps("local", "Toronto\nMontréal,Vancouver", "hockey,transit",
+                                    plan_dir)
         rolled_out_at = datetime.now(UTC)
         after_rollout = _end_offsets(kafka_bootstrap)
         plan = json.loads((plan_dir / "plan.json").read_text())
@@ -136,8 +114,8 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
                 assert not rendered.is_file() or secret not in rendered.read_text()
 
         # One more city: only the shard that receives it changes.
-        outputs = _run_pipeline("Toronto\nMontréal,Vancouver\nHalifax", "hockey,transit",
-                                plan_dir)
+        outputs = run_jenkins_steps("local", "Toronto\nMontréal,Vancouver\nHalifax",
+                                    "hockey,transit", plan_dir)
         after_second = _end_offsets(kafka_bootstrap)
         plan2 = json.loads((plan_dir / "plan.json").read_text())
         halifax_shard = next(s for s in plan2["shards"] if "Halifax" in s["cities"])

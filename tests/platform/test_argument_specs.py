@@ -23,6 +23,8 @@ ANSIBLE = REPO_ROOT / "ansible"
 ROLES = ANSIBLE / "roles"
 LOCAL = REPO_ROOT / "inventories" / "local"
 PRODUCTION = REPO_ROOT / "inventories" / "production"
+# The test bed's inventory, as it is: preflight contacts no host, so the bed need not be up.
+CLUSTER = REPO_ROOT / "inventories" / "cluster"
 ROLE_NAMES = sorted(path.parent.name for path in ROLES.glob("*/tasks"))
 VALIDATION_TASK = "Validating arguments against arg spec"
 PREFLIGHT_TASK = ("preflight : Check the host's variables against the argument spec"
@@ -208,8 +210,9 @@ def test_preflight_refuses_a_bad_value_of_its_own(tmp_path: Path) -> None:
     assert _refused(run.output, variable), run.output[-3000:]
 
 
-@pytest.mark.parametrize(("inventory", "extra_args"), [(LOCAL, ()), (PRODUCTION, PRODUCTION_ARGS)],
-                         ids=["local", "production"])
+@pytest.mark.parametrize(("inventory", "extra_args"),
+                         [(LOCAL, ()), (PRODUCTION, PRODUCTION_ARGS), (CLUSTER, ())],
+                         ids=["local", "production", "cluster"])
 def test_preflight_passes_the_inventories_as_they_are(inventory: Path, extra_args: tuple) -> None:
     run = _preflight(inventory, extra_args=extra_args)
     assert run.returncode == 0, run.output[-3000:]

@@ -26,6 +26,12 @@ def _inventory(tmp_path: Path, edit) -> Path:
     return inventory
 
 
+def _preflight(tmp_path: Path, edit):
+    """preflight.yml alone on the local inventory edited by ``edit``."""
+    return run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, edit),
+                        project_dir=REPO_ROOT)
+
+
 def _host_in_kafka_and_zookeeper(groups: dict, _: dict) -> None:
     groups["kafka"]["hosts"]["zk1"] = {"kafka_broker_id": 3}
 
@@ -46,12 +52,18 @@ def _missing_java(_: dict, group_vars: dict) -> None:
     del group_vars["evilnet_java_home"]
 
 
+def _spark_worker_on_another_machine(groups: dict, _: dict) -> None:
+    groups["spark_workers"]["hosts"]["spark-worker1"]["ansible_connection"] = "ssh"
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (_host_in_kafka_and_zookeeper, "zk1 is in kafka and zookeeper"),
     (_broker_without_id, "kafka2: kafka_broker_id must be set"),
     (_duplicate_broker_id, "kafka_broker_id must be set, and unique across the kafka group"),
     (_even_ensemble, "The zookeeper group has 4 nodes"),
     (_missing_java, "required variable evilnet_java_home is not set"),
+    (_spark_worker_on_another_machine,
+     "The stream job's checkpoint is on a path local to the Spark master"),
 ])
 def test_bad_inventory_stops_site_yml_before_any_host_is_touched(
         tmp_path: Path, edit, message: str) -> None:
@@ -68,7 +80,17 @@ def test_even_ensemble_passes_preflight_when_allowed_with_a_warning(tmp_path: Pa
         _even_ensemble(groups, group_vars)
         group_vars["zookeeper_allow_even_ensemble"] = True
 
-    run = run_playbook("ansible/playbooks/preflight.yml", _inventory(tmp_path, even_but_allowed),
-                       project_dir=REPO_ROOT)
+    run = _preflight(tmp_path, even_but_allowed)
     assert run.returncode == 0, run.output[-3000:]
     assert "WARNING: the zookeeper group has 4 nodes (even)" in " ".join(run.output.split())
+
+
+def test_a_checkpoint_declared_shared_passes_preflight_with_workers_elsewhere(
+        tmp_path: Path) -> None:
+    def shared(groups: dict, group_vars: dict) -> None:
+        _spark_worker_on_another_machine(groups, group_vars)
+        group_vars["stream_job_checkpoint_shared"] = True
+
+    run = _preflight(tmp_path, shared)
+    assert run.returncode == 0, run.output[-3000:]
+

@@ -4,6 +4,7 @@ whose .1 is the controller's. Nothing is booted here: the bed stops at the list.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,10 @@ def _inventory(tmp_path: Path, hosts: dict[str, dict]) -> Path:
      "share 198.18.0.11"),
     ({"zk-1": {}}, "zk-1: no ansible_host"),
     ({"ZK_1": {"ansible_host": "198.18.0.11"}}, "a short lowercase hostname"),
+    ({"zk-1": {"ansible_host": "198.18.0.11", "evilnet_shared_storage_dir": "srv/shared"}},
+     "evilnet_shared_storage_dir must be an absolute path"),
 ], ids=["outside-the-range", "another-subnet", "the-bridge", "shared", "no-address",
-        "not-a-hostname"])
+        "not-a-hostname", "relative-shared-storage"])
 def test_an_inventory_the_bed_cannot_make_is_refused(tmp_path: Path, hosts: dict,
                                                       refusal: str) -> None:
     result = _testbed(_inventory(tmp_path, hosts))
@@ -45,3 +48,18 @@ def test_an_inventory_the_bed_cannot_make_is_refused(tmp_path: Path, hosts: dict
 def test_a_host_not_in_the_inventory_is_refused(tmp_path: Path) -> None:
     result = _testbed(_inventory(tmp_path, {"zk-1": {"ansible_host": "198.18.0.11"}}), "zk-9")
     assert result.returncode == 2 and "not in the inventory: zk-9" in result.stderr
+
+
+def test_every_spark_host_of_the_cluster_mounts_the_shared_storage() -> None:
+    """The stream job's checkpoint is on the inventory's shared storage, which the bed
+    binds into the hosts at the path the inventory gives."""
+    listing = subprocess.run(
+        [sys.executable, "-c", "import json; from testbed.hosts import read_hosts; "
+         "print(json.dumps({h.name: h.shared_storage for h in read_hosts("
+         "__import__('testbed').layout.DEFAULT_INVENTORY)}))"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
+    mounts = json.loads(listing.stdout)
+    inventory = yaml.safe_load((REPO_ROOT / "inventories" / "cluster" / "hosts.yml").read_text())
+    groups = inventory["all"]["children"]
+    spark = set(groups["spark_master"]["hosts"]) | set(groups["spark_workers"]["hosts"])
+    assert {mounts[name] for name in spark} == {"/srv/evilnet-shared"}
