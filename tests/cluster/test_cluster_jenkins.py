@@ -20,10 +20,13 @@ def test_the_jenkins_steps_roll_out_shards_to_both_producer_hosts(
     for host, services in by_host.items():
         for service in services:
             state = cluster.run("ansible.builtin.command",
-                                f"systemctl show -p ActiveState -p User --value {service}",
+                                f"systemctl show -p ActiveState -p User {service}",
                                 hosts=(host,))[host]
             assert state.status == "ok", state.result
-            assert state.stdout.split() == ["active", "evilnet"], (host, service, state.stdout)
+            # systemctl lists the properties in its own order, not the arguments'.
+            properties = dict(line.split("=", 1) for line in state.stdout.splitlines())
+            assert properties == {"ActiveState": "active", "User": "evilnet"}, (
+                host, service, properties)
 
 
 def test_each_shard_token_is_a_0600_file_of_the_service_account_only(
