@@ -53,7 +53,8 @@ def sections() -> list[tuple[str, dict[str, object]]]:
          {"evilnet_contract_tweets_topic": contracts.TWEETS_TOPIC,
           "evilnet_contract_dead_letter_topic": contracts.DEAD_LETTER_TOPIC}),
         ("Kafka's SCRAM principals (evilnet.kafka_clients), each with its password's\n"
-         "name in the secrets catalog; the super users; the consumer group prefix the\n"
+         "name in the secrets catalog; the super users; who logs in as what (the\n"
+         "kafka, producer and stream_job roles); the consumer group prefix the\n"
          "stream job's principal may read with (the kafka role's ACLs).",
          {"evilnet_contract_kafka_principals": {principal.name: principal.secret
                                                 for principal in kafka_clients.PRINCIPALS},
@@ -61,6 +62,8 @@ def sections() -> list[tuple[str, dict[str, object]]]:
                                                  for principal in kafka_clients.SUPER_USERS],
           "evilnet_contract_kafka_admin_principal": kafka_clients.ADMIN.name,
           "evilnet_contract_kafka_broker_principal": kafka_clients.BROKER.name,
+          "evilnet_contract_kafka_producer_principal": kafka_clients.PRODUCER.name,
+          "evilnet_contract_kafka_stream_job_principal": kafka_clients.STREAM_JOB.name,
           "evilnet_contract_stream_job_group_prefix": kafka_clients.STREAM_JOB_GROUP_PREFIX}),
         ("The Cassandra keyspace of the analytics tables (evilnet.schema.KEYSPACE).",
          {"evilnet_contract_keyspace": schema.KEYSPACE}),
