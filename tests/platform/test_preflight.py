@@ -56,6 +56,11 @@ def _spark_worker_on_another_machine(groups: dict, _: dict) -> None:
     groups["spark_workers"]["hosts"]["spark-worker1"]["ansible_connection"] = "ssh"
 
 
+def _producers_in_containers_on_a_secured_kafka(_: dict, group_vars: dict) -> None:
+    group_vars["kafka_security_enabled"] = True
+    group_vars["producer_runner"] = "compose"
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (_host_in_kafka_and_zookeeper, "zk1 is in kafka and zookeeper"),
     (_broker_without_id, "kafka2: kafka_broker_id must be set"),
@@ -64,6 +69,8 @@ def _spark_worker_on_another_machine(groups: dict, _: dict) -> None:
     (_missing_java, "required variable evilnet_java_home is not set"),
     (_spark_worker_on_another_machine,
      "The stream job's checkpoint is on a path local to the Spark master"),
+    (_producers_in_containers_on_a_secured_kafka,
+     "producer_runner is compose while the inventory's Kafka is secured"),
 ])
 def test_bad_inventory_stops_site_yml_before_any_host_is_touched(
         tmp_path: Path, edit, message: str) -> None:
@@ -94,3 +101,11 @@ def test_a_checkpoint_declared_shared_passes_preflight_with_workers_elsewhere(
     run = _preflight(tmp_path, shared)
     assert run.returncode == 0, run.output[-3000:]
 
+
+
+def test_producers_in_containers_pass_preflight_on_a_plaintext_kafka(tmp_path: Path) -> None:
+    def containers(_: dict, group_vars: dict) -> None:
+        group_vars["producer_runner"] = "compose"  # the local inventory's Kafka: plaintext
+
+    run = _preflight(tmp_path, containers)
+    assert run.returncode == 0, run.output[-3000:]
