@@ -160,7 +160,8 @@ def test_a_producer_service_writes_with_its_rendered_login(inventory: Inventory,
 
 
 def _spark_read(inventory: Inventory, options: dict[str, str], producer_id: str,
-                events: Path) -> dict:
+                events: Path) -> tuple[dict, str]:
+    """The read's outcome, and everything the Spark process wrote (its log)."""
     master = inventory.groups["spark_master"][0]
     python = os.environ.get("EVILNET_SPARK_PYTHON", str(ROOTS / master / "venv" / "bin" / "python"))
     jars = os.environ.get("EVILNET_SPARK_KAFKA_JARS")
@@ -176,7 +177,7 @@ def _spark_read(inventory: Inventory, options: dict[str, str], producer_id: str,
                             timeout=300, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines, result.stdout[-2000:] + result.stderr[-3000:]
-    return json.loads(lines[-1])
+    return json.loads(lines[-1]), result.stdout + result.stderr
 
 
 def test_the_jobs_source_options_read_and_a_wrong_password_is_refused(
@@ -185,14 +186,17 @@ def test_the_jobs_source_options_read_and_a_wrong_password_is_refused(
     assert _records_of(inventory, producer_id, timeout=90) > 0
     login = KafkaSecurity.from_properties(_job_login(inventory))
     assert login.username == STREAM_JOB.name
-    read = _spark_read(inventory, login.spark_source_options(), producer_id, tmp_path / "events")
+    read, output = _spark_read(inventory, login.spark_source_options(), producer_id,
+                               tmp_path / "events")
     assert read.get("rows", 0) > 0, read
-    # Spark's event log (what its UI and history server show) never holds the password.
-    logged = b"".join(path.read_bytes() for path in (tmp_path / "events").rglob("*")
+    # Neither Spark's log nor its event log (what its UI and history server show)
+    # holds the password.
+    events = b"".join(path.read_bytes() for path in (tmp_path / "events").rglob("*")
                       if path.is_file())
-    assert b"kafka.sasl.jaas.config" in logged and login.password.encode() not in logged
+    assert events and login.password.encode() not in events
+    assert login.password not in output
 
     wrong = KafkaSecurity(login.username, "not-" + "x" * 28, login.cafile)
-    refused = _spark_read(inventory, wrong.spark_source_options(), producer_id,
-                          tmp_path / "events-wrong")
+    refused, _ = _spark_read(inventory, wrong.spark_source_options(), producer_id,
+                             tmp_path / "events-wrong")
     assert "rows" not in refused and "uthentication" in refused["message"], refused
