@@ -185,3 +185,22 @@ def test_the_job_may_only_read_and_write_and_the_reader_only_read() -> None:
     assert {STREAM_JOB: {"SELECT", "MODIFY"}, READER: {"SELECT"}} == KEYSPACE_PERMISSIONS
     # The superuser needs no grant: one naming it would only hide a lost SUPERUSER.
     assert ADMIN not in KEYSPACE_PERMISSIONS
+
+
+def test_the_controller_logs_in_with_the_inventorys_files(secured: Path, tmp_path: Path) -> None:
+    from evilnet.platform.inventory import Inventory
+
+    root = secured.parents[3]
+    inventory = Inventory.load(root / "inventory", roles=REPO_ROOT / "ansible" / "roles")
+    for role in ROLES:  # the admin's exists (the role rendered its login file), not all
+        secrets.ensure(root / "state" / "secrets", role.secret)
+    for role in ROLES:
+        login = inventory.cassandra_security(role)
+        assert login == CassandraSecurity(role.name,
+                                          secrets.read(root / "state" / "secrets", role.secret),
+                                          str((root / "state" / "pki" / "ca.crt").resolve()))
+    assert inventory.cassandra_security().username == READER.name  # by default: read only
+    plaintext = write_inventory(tmp_path, {"cassandra": {NODE: ADDRESS}},
+                                cassandra_security_enabled=False)
+    assert Inventory.load(plaintext, roles=REPO_ROOT / "ansible" / "roles") \
+        .cassandra_security() is None
