@@ -204,3 +204,19 @@ def test_the_controller_logs_in_with_the_inventorys_files(secured: Path, tmp_pat
                                 cassandra_security_enabled=False)
     assert Inventory.load(plaintext, roles=REPO_ROOT / "ansible" / "roles") \
         .cassandra_security() is None
+
+
+@pytest.mark.parametrize(("listed", "cql"), [
+    ("<keyspace evilnet>", "KEYSPACE evilnet"), ("<table evilnet.job_progress>",
+                                                 "TABLE evilnet.job_progress"),
+    ("<all keyspaces>", "ALL KEYSPACES"), ("<role evilnet_admin>", "ROLE evilnet_admin"),
+    ("<all roles>", "ALL ROLES"),
+])
+def test_a_stray_grant_is_taken_back_on_the_resource_it_was_given_on(listed: str,
+                                                                       cql: str) -> None:
+    # LIST PERMISSIONS names resources one way, GRANT and REVOKE another.
+    from evilnet.platform.cassandra_roles import RolesError, _resource_cql
+
+    assert _resource_cql(listed) == cql
+    with pytest.raises(RolesError, match="by hand"):
+        _resource_cql("<function evilnet.f(int)>")
