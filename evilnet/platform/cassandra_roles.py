@@ -52,6 +52,24 @@ class Session:
         self.cluster.shutdown()
 
 
+# Cassandra 5.0 lets a role's password change once per 5 s (seen: "Password for role
+# X can only be changed every 5000ms", an Overloaded error): a run resumed right after
+# another waits that long once, then tries again.
+PASSWORD_CHANGE_INTERVAL = 5.5
+
+
+def _change_password(session: Session, statement: str) -> None:
+    """An ALTER ROLE ... WITH PASSWORD, retried once after Cassandra's interval. The
+    driver reports the refusal as no host available, the node's reason inside."""
+    try:
+        session.execute(statement)
+    except Exception as error:
+        if "can only be changed every" not in str(error):
+            raise
+        time.sleep(PASSWORD_CHANGE_INTERVAL)
+        session.execute(statement)
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -142,7 +160,7 @@ def ensure_superuser(hosts: Sequence[str], port: int, admin: CassandraSecurity,
             created = True
             existed = _role(session, admin.username) is not None
             verb = "ALTER" if existed else "CREATE"
-            session.execute(f"{verb} ROLE {admin.username} WITH PASSWORD = "
+            _change_password(session, f"{verb} ROLE {admin.username} WITH PASSWORD = "
                             f"{_quote(admin.password)} AND SUPERUSER = true AND LOGIN = true")
             changes.append(f"{'password of' if existed else 'created'} superuser "
                            f"{admin.username}")
@@ -157,7 +175,7 @@ def ensure_superuser(hosts: Sequence[str], port: int, admin: CassandraSecurity,
         if created or (found is not None and (found.can_login or found.is_superuser)):
             # A random password too: should LOGIN ever be turned on again by hand, the
             # published default does not let anyone in.
-            session.execute(f"ALTER ROLE {DEFAULT_SUPERUSER} WITH PASSWORD = "
+            _change_password(session, f"ALTER ROLE {DEFAULT_SUPERUSER} WITH PASSWORD = "
                             f"{_quote(secrets.generate(32))} AND SUPERUSER = false "
                             "AND LOGIN = false")
             changes.append(f"{DEFAULT_SUPERUSER} can no longer log in")
@@ -194,12 +212,12 @@ def ensure_roles(hosts: Sequence[str], port: int, admin: CassandraSecurity, keys
                                 f"{_quote(login.password)} AND LOGIN = true")
                 changes.append(f"created role {role.name}")
             elif found.is_superuser or not found.can_login:
-                session.execute(f"ALTER ROLE {role.name} WITH PASSWORD = "
+                _change_password(session, f"ALTER ROLE {role.name} WITH PASSWORD = "
                                 f"{_quote(login.password)} AND SUPERUSER = false "
                                 "AND LOGIN = true")
                 changes.append(f"role {role.name}: login, no superuser")
             elif not can_log_in(hosts, port, login):
-                session.execute(f"ALTER ROLE {role.name} WITH PASSWORD = "
+                _change_password(session, f"ALTER ROLE {role.name} WITH PASSWORD = "
                                 f"{_quote(login.password)}")
                 changes.append(f"password of role {role.name}")
             resource = f"<keyspace {keyspace}>"
