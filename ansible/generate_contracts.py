@@ -23,7 +23,7 @@ from types import ModuleType
 
 import yaml
 
-from evilnet import contracts, generated, kafka_clients, schema
+from evilnet import cassandra_clients, contracts, generated, kafka_clients, schema
 from evilnet.platform import footprint, footprint_metrics
 from evilnet.producer import metrics as producer_metrics
 from evilnet.spark import metrics as job_metrics
@@ -67,6 +67,13 @@ def sections() -> list[tuple[str, dict[str, object]]]:
           "evilnet_contract_stream_job_group_prefix": kafka_clients.STREAM_JOB_GROUP_PREFIX}),
         ("The Cassandra keyspace of the analytics tables (evilnet.schema.KEYSPACE).",
          {"evilnet_contract_keyspace": schema.KEYSPACE}),
+        ("A secured Cassandra's login roles (evilnet.cassandra_clients), each with its\n"
+         "password's name in the secrets catalog; the superuser among them (the\n"
+         "cassandra role's bootstrap and login files) and the read-only one (Grafana).",
+         {"evilnet_contract_cassandra_roles": {role.name: role.secret
+                                               for role in cassandra_clients.ROLES},
+          "evilnet_contract_cassandra_admin_role": cassandra_clients.ADMIN.name,
+          "evilnet_contract_cassandra_reader_role": cassandra_clients.READER.name}),
         ("The X API access level a plan assumes where the inventory sets no\n"
          "planner_access_level (evilnet.contracts.DEFAULT_ACCESS_LEVEL).",
          {"evilnet_contract_default_access_level": contracts.DEFAULT_ACCESS_LEVEL}),

@@ -37,6 +37,7 @@ SUBCOMMANDS = {
     "health": "evilnet.platform.cli:health",
     "status": "evilnet.platform.cli:status",
     "topics": "evilnet.platform.cli:topics",
+    "cassandra-roles": "evilnet.platform.cli:cassandra_roles",
     "fidelity": "evilnet.platform.cli:fidelity",
     "footprint": "evilnet.platform.footprint_cli:footprint",
     "pki": "evilnet.platform.pki_cli:pki_group",

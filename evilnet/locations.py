@@ -121,6 +121,10 @@ class Locations:
     # kwargs, from the inventory's secret files), read when a command first needs it;
     # empty for a plaintext cluster.
     kafka_login: Callable[[], Mapping[str, str]] = field(default=dict, repr=False)
+    # The login to a secured Cassandra as a role (evilnet.cassandra_clients: a Role ->
+    # a CassandraSecurity from the inventory's secret files and CA), None for a
+    # plaintext cluster; read when a command first needs it.
+    cassandra_login: Callable[[Any], Any] = field(default=lambda role: None, repr=False)
 
 
 @dataclass
@@ -198,6 +202,48 @@ def kafka_login(parameter: str = "bootstrap_servers") -> dict[str, str]:
     if ctx.get_parameter_source(parameter) not in (None, ParameterSource.DEFAULT):
         return {}
     return dict(stack.locations().kafka_login())
+
+
+_CASSANDRA_LOGIN_FILE = "evilnet.cassandra_login_file"
+
+
+def _remember_login_file(ctx: click.Context, param: click.Parameter, value: Path | None):
+    if value is not None:
+        ctx.meta[_CASSANDRA_LOGIN_FILE] = value
+
+
+def cassandra_login_option(command):
+    """``--cassandra-login FILE``: a secured Cassandra's login file (a cqlshrc, 0600:
+    the role, its password and the CA bundle). Its path, never the password, is on the
+    command line; :func:`cassandra_login` reads it."""
+    return click.option(
+        "--cassandra-login", envvar="EVILNET_CASSANDRA_LOGIN", show_envvar=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        expose_value=False, callback=_remember_login_file,
+        help="A cqlshrc login file (role, password, CA bundle) for a secured Cassandra "
+             "[default: the inventory's login where the nodes are the inventory's, else "
+             "plaintext].")(command)
+
+
+def cassandra_login(role: Any, read_file: Callable[[Path], Any],
+                    parameter: str = "cassandra") -> Any:
+    """The command's login to its Cassandra nodes: ``read_file`` of the
+    ``--cassandra-login`` file if one was given; else the inventory's login as ``role``
+    (an evilnet.cassandra_clients.Role) when the nodes are the inventory's
+    (``parameter``, the option naming them, was not given); else None (plaintext)."""
+    ctx = click.get_current_context()
+    login_file = ctx.meta.get(_CASSANDRA_LOGIN_FILE)
+    if login_file is not None:
+        try:
+            return read_file(login_file)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--cassandra-login") from None
+    stack = ctx.find_object(Stack)
+    if stack is None or stack.inventory is None:
+        return None
+    if ctx.get_parameter_source(parameter) not in (None, ParameterSource.DEFAULT):
+        return None
+    return stack.locations().cassandra_login(role)
 
 
 def remember_where(service: str, value: Any, ctx: click.Context | None = None) -> None:

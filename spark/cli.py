@@ -14,10 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from evilnet.cassandra_clients import ADMIN, READER, CassandraSecurity, Role
 from evilnet.cities import canonical_cities
 from evilnet.contracts import TWEETS_TOPIC
 from evilnet.locations import (
     Endpoint,
+    cassandra_login,
+    cassandra_login_option,
     cassandra_option,
     kafka_login,
     kafka_option,
@@ -34,8 +37,14 @@ from evilnet.schema import (
 
 console = Console(stderr=True)
 
-# Where the tables are: the inventory's, unless given (evilnet.locations).
-_cassandra = cassandra_option()
+# Where the tables are: the inventory's, unless given (evilnet.locations); and, for a
+# secured cluster, the login: the inventory's (its secret files) unless a file is given.
+
+
+def _cassandra(command):
+    return cassandra_option()(cassandra_login_option(command))
+
+
 _keyspace = keyspace_option(fallback=KEYSPACE)
 
 
@@ -71,10 +80,13 @@ class _ShiftTo(_Moment):
 
 
 @contextmanager
-def _store(cassandra: tuple[Endpoint, ...], keyspace: str):
+def _store(cassandra: tuple[Endpoint, ...], keyspace: str, role: Role = READER):
+    """The tables, read (``role`` READER, the default) or changed (ADMIN: the schema)
+    with the command's login."""
     from evilnet.spark.store import CassandraStore, connect
 
-    cluster, session = connect(*same_port(cassandra))
+    security = cassandra_login(role, CassandraSecurity.from_cqlshrc)
+    cluster, session = connect(*same_port(cassandra), security=security)
     try:
         yield CassandraStore(session, keyspace)
     finally:
@@ -107,7 +119,7 @@ def schema_apply(cassandra: tuple[Endpoint, ...], keyspace: str, datacenter: str
     """
     from evilnet.schema import migrations
 
-    with _store(cassandra, keyspace) as store:
+    with _store(cassandra, keyspace, ADMIN) as store:
         try:
             applied = apply_schema(store.session, keyspace, datacenter=datacenter,
                                    replication_factor=replication_factor)

@@ -52,6 +52,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
+from evilnet.cassandra_clients import login_from_file
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
 from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX, KafkaSecurity
 from evilnet.schema import (
@@ -116,6 +117,10 @@ class JobConfig:
     # A secured Kafka (SASL_SSL): the client properties file of the job's principal
     # (0600; evilnet.kafka_clients.KafkaSecurity reads it); empty for a plaintext one.
     kafka_client_config: str = ""
+    # A secured Cassandra (TLS, PasswordAuthenticator): the login file (a cqlshrc,
+    # 0600) of the job's role, evilnet.cassandra_clients.STREAM_JOB, which may only
+    # read and write the keyspace's tables; empty for a plaintext cluster.
+    cassandra_login: str = ""
     # The job's Prometheus metrics (evilnet/spark/metrics.py), served by the driver.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no metrics endpoint
@@ -445,7 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     queries = (PLAIN_COUNT_QUERY,) if config.plain_count else JOB_QUERIES
     cluster, session = connect(config.cassandra_hosts.split(","), config.cassandra_port,
-                               config.cassandra_datacenter or None)
+                               config.cassandra_datacenter or None,
+                               security=login_from_file(Path(config.cassandra_login)
+                                                        if config.cassandra_login else None))
     store = CassandraStore(session, config.keyspace, ttl_seconds=config.ttl_seconds,
                            top_ttl_seconds=config.top_ttl_seconds)
     # Served before the Spark session exists (its start takes most of the driver's),

@@ -20,6 +20,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
+from evilnet.cassandra_clients import CassandraSecurity, driver_kwargs
 from evilnet.schema import CITIES_BUCKET, KEYSPACE, METRICS, Statements, day_of
 
 CONCURRENCY = 64
@@ -50,7 +51,10 @@ def days(start: datetime, end: datetime) -> list[date]:
 
 
 def connect(hosts: Sequence[str], port: int = 9042, local_datacenter: str | None = None,
-            connect_timeout: float = 10) -> tuple[Cluster, Session]:
+            connect_timeout: float = 10,
+            security: CassandraSecurity | None = None) -> tuple[Cluster, Session]:
+    """A session on the cluster; ``security``: TLS and a role's login (a secured
+    cluster, evilnet.cassandra_clients), None for a plaintext one."""
     # Without a local data center, the driver takes the first contact point's.
     policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_datacenter or None))
     # LOCAL_QUORUM for reads and writes alike (the driver's default is LOCAL_ONE): with
@@ -59,8 +63,13 @@ def connect(hosts: Sequence[str], port: int = 9042, local_datacenter: str | None
     profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=30,
                                consistency_level=ConsistencyLevel.LOCAL_QUORUM)
     cluster = Cluster(list(hosts), port=port, protocol_version=5, connect_timeout=connect_timeout,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-    return cluster, cluster.connect()
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                      **driver_kwargs(security))
+    try:
+        return cluster, cluster.connect()
+    except Exception:
+        cluster.shutdown()  # a refused login or TLS handshake leaves no thread behind
+        raise
 
 
 class CassandraStore:

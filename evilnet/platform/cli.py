@@ -15,6 +15,14 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
+from evilnet.cassandra_clients import (
+    ADMIN,
+    KEYSPACE_PERMISSIONS,
+    READER,
+    CassandraSecurity,
+    LoginFileError,
+    Role,
+)
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX, ClientConfigError, security_kwargs
 from evilnet.locations import (
@@ -22,6 +30,8 @@ from evilnet.locations import (
     Endpoint,
     Endpoints,
     Stack,
+    cassandra_login,
+    cassandra_login_option,
     cassandra_option,
     inventory_options,
     kafka_login,
@@ -34,6 +44,7 @@ from evilnet.locations import (
 from evilnet.planner import PlanError, read_plan
 from evilnet.platform import health as checks
 from evilnet.platform.acls import AclError, ensure_acls, pipeline_grants
+from evilnet.platform.cassandra_roles import RolesError, ensure_roles, ensure_superuser
 from evilnet.platform.fidelity import FORMATS
 from evilnet.platform.fidelity import fidelity as fidelity_report
 from evilnet.platform.fidelity import render as render_fidelity
@@ -221,15 +232,27 @@ def health_kafka(bootstrap_servers: tuple[Endpoint, ...], broker_ids: tuple[int,
         wait)}, output, labelled=False)
 
 
+def _cassandra_security(role: Role = READER) -> CassandraSecurity | None:
+    """The login to a secured Cassandra: the --cassandra-login file's, else the
+    inventory's as ``role`` where the nodes are the inventory's, else none."""
+    return cassandra_login(role, CassandraSecurity.from_cqlshrc)
+
+
 @health.command("cassandra")
 @cassandra_option()
+@cassandra_login_option
+@click.option("--refused-login-serves", is_flag=True,
+              help="A node that completes the TLS handshake but refuses the login counts "
+                   "as serving CQL (the role's restarts: a new cluster has no roles yet).")
 @_wait
 @_format
-def health_cassandra(cassandra: tuple[Endpoint, ...], wait: float, output: str) -> None:
-    """Each node's native port answers CQL."""
+def health_cassandra(cassandra: tuple[Endpoint, ...], refused_login_serves: bool, wait: float,
+                     output: str) -> None:
+    """Each node's native port answers CQL (over TLS, logged in, where it is secured)."""
+    security = _cassandra_security()
     _report({str(node): checks.wait_until_healthy(
-        partial(checks.cassandra_node, node.host, node.port), wait) for node in cassandra},
-        output, labelled=False)
+        partial(checks.cassandra_node, node.host, node.port, security, refused_login_serves),
+        wait) for node in cassandra}, output, labelled=False)
 
 
 @health.command("spark")
@@ -289,6 +312,7 @@ def health_producers(plan_path: Path | None, host: str | None, only_shards: tupl
 @health.command("stream-job")
 @click.option("--job", default="stream-job", show_default=True, help="The job's job_name.")
 @cassandra_option()
+@cassandra_login_option
 @keyspace_option()
 @click.option("--newer-than", type=_moment_option, default=None,
               help="Only count progress recorded after this time (e.g. a restart).")
@@ -301,8 +325,10 @@ def health_stream_job(job: str, cassandra: tuple[Endpoint, ...], keyspace: str,
                       output: str) -> None:
     """Every query of the job recorded a micro-batch (the role's check after a start)."""
     hosts, port = same_port(cassandra)
+    security = _cassandra_security()
     _report({job: checks.wait_until_healthy(lambda: checks.stream_job(
-        hosts, port, keyspace, job, max_age, newer_than), wait)}, output, labelled=False)
+        hosts, port, keyspace, job, max_age, newer_than, security), wait)},
+        output, labelled=False)
 
 
 def _inventory() -> Inventory:
@@ -417,6 +443,7 @@ def topics_acls(bootstrap_servers: tuple[Endpoint, ...], client_config: Path | N
 @click.argument("names", metavar="[TOPIC]...", nargs=-1)
 @kafka_option()
 @cassandra_option()
+@cassandra_login_option
 @keyspace_option()
 @click.option("--job", default="stream-job", show_default=True,
               help="The stream job whose consumer lag to show (its job_progress rows).")
@@ -436,7 +463,7 @@ def topics_describe(names: tuple[str, ...], bootstrap_servers: tuple[Endpoint, .
 
     servers = [str(server) for server in bootstrap_servers]
     hosts, port = same_port(cassandra)
-    cluster, session = connect(hosts, port)
+    cluster, session = connect(hosts, port, security=_cassandra_security())
     try:
         progress = CassandraStore(session, keyspace).progress(job)
     finally:
@@ -499,3 +526,88 @@ def fidelity(start: str, end: str, form: str, bootstrap_servers: tuple[Endpoint,
     except (ValueError, TimeoutError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(render_fidelity(rows, form))
+
+
+# --- Cassandra's roles (a secured cluster: docs/security.md, "Cassandra") ------------
+
+
+@click.group("cassandra-roles")
+def cassandra_roles() -> None:
+    """A secured Cassandra's superuser, roles and grants (evilnet/cassandra_clients.py)."""
+
+
+def _admin_login() -> CassandraSecurity:
+    security = _cassandra_security(ADMIN)
+    if security is None:
+        raise click.UsageError("give --cassandra-login (the admin's login file): the "
+                               "cluster is not the inventory's, or it is plaintext")
+    return security
+
+
+def _print_changes(changes: list[str]) -> None:
+    click.echo(json.dumps({"changed": bool(changes), "changes": changes}))
+
+
+@cassandra_roles.command("superuser")
+@cassandra_option()
+@cassandra_login_option
+@click.option("--datacenter", default="dc1", show_default=True,
+              help="Data center of system_auth's NetworkTopologyStrategy.")
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(1),
+              help="system_auth's replicas in that data center (the keyspace's).")
+@click.option("--wait", type=click.FloatRange(0), default=60, show_default=True,
+              help="Seconds to keep trying the logins (a new node makes `cassandra` some "
+                   "seconds after it serves CQL).")
+def cassandra_roles_superuser(cassandra: tuple[Endpoint, ...], datacenter: str,
+                              replication_factor: int, wait: float) -> None:
+    """Replace the default superuser `cassandra` by the admin of the login file, once.
+
+    Replicates system_auth first; then creates the admin (logged in as `cassandra`,
+    while the admin cannot log in yet) and keeps `cassandra` from logging in. Prints
+    one JSON line: whether anything changed, and what.
+    """
+    hosts, port = same_port(cassandra)
+    try:
+        _print_changes(ensure_superuser(hosts, port, _admin_login(), datacenter,
+                                        replication_factor, wait))
+    except RolesError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@cassandra_roles.command("ensure")
+@cassandra_option()
+@cassandra_login_option
+@keyspace_option()
+@click.option("--role-login", "role_logins", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A role's login file (cqlshrc) whose role and password to keep; "
+                   "repeatable [default: the inventory's job and reader roles].")
+def cassandra_roles_ensure(cassandra: tuple[Endpoint, ...], keyspace: str,
+                           role_logins: tuple[Path, ...]) -> None:
+    """Give the job's and the reader's roles their passwords and exactly their grants
+    on the keyspace, as the admin. Prints one JSON line: whether anything changed."""
+    hosts, port = same_port(cassandra)
+    admin = _admin_login()
+    by_name = {role.name: role for role in KEYSPACE_PERMISSIONS}
+    logins: dict[Role, CassandraSecurity] = {}
+    try:
+        for path in role_logins:
+            login = CassandraSecurity.from_cqlshrc(path)
+            if login.username not in by_name:
+                raise click.BadParameter(f"{path}: {login.username} is none of "
+                                         f"{', '.join(sorted(by_name))}",
+                                         param_hint="--role-login")
+            logins[by_name[login.username]] = login
+    except LoginFileError as error:
+        raise click.BadParameter(str(error), param_hint="--role-login") from None
+    if not role_logins:
+        for role in KEYSPACE_PERMISSIONS:
+            login = _cassandra_security(role)
+            if login is None:
+                raise click.UsageError("give --role-login for each role (the cluster is "
+                                       "not the inventory's, or it is plaintext)")
+            logins[role] = login
+    try:
+        _print_changes(ensure_roles(hosts, port, admin, keyspace, logins))
+    except RolesError as error:
+        raise click.ClickException(str(error)) from error

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from evilnet.cassandra_clients import CassandraSecurity, driver_kwargs
 from evilnet.kafka_clients import COMMAND_CLIENT
 from evilnet.waiting import GaveUp, WaitTimeout, poll, wait_for
 
@@ -200,20 +201,36 @@ def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
 # --- Cassandra --------------------------------------------------------------------
 
 
-def cassandra_node(host: str, port: int = 9042) -> Health:
-    """The native port answers ``SELECT release_version FROM system.local``."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+def cassandra_node(host: str, port: int = 9042, security: CassandraSecurity | None = None,
+                   refused_login_serves: bool = False) -> Health:
+    """The native port answers ``SELECT release_version FROM system.local``.
+
+    ``security``: over TLS, logged in as its role (a secured cluster). With
+    ``refused_login_serves``, a node that completes the TLS handshake and then refuses
+    the login counts as serving CQL: a new cluster's nodes start before its roles exist
+    (the cassandra role's restarts; `evilnet schema superuser` creates them after).
+    """
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
     from cassandra.policies import WhiteListRoundRobinPolicy
 
     only_this_node = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]))
     cluster = Cluster([host], port=port, connect_timeout=5, protocol_version=5,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this_node})
+                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this_node},
+                      **driver_kwargs(security))
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local").one()
+    except NoHostAvailable as error:
+        refusals = [e for e in error.errors.values() if isinstance(e, AuthenticationFailed)]
+        if refused_login_serves and refusals and len(refusals) == len(error.errors):
+            return Health(True, f"serves CQL over TLS; login as {security.username} refused "
+                                "(no such role yet?)")
+        raise
     finally:
         cluster.shutdown()
-    return Health(True, f"release {row.release_version}")
+    login = f", logged in as {security.username} over TLS" if security else ""
+    return Health(True, f"release {row.release_version}{login}")
 
 
 # --- Spark ------------------------------------------------------------------------
@@ -241,7 +258,8 @@ def spark_cluster(ui_url: str, expected_workers: set[str] | None = None) -> Heal
 
 def stream_job(hosts: list[str], port: int, keyspace: str, job: str,
                max_age_seconds: float | None = None,
-               newer_than: datetime | None = None) -> Health:
+               newer_than: datetime | None = None,
+               security: CassandraSecurity | None = None) -> Health:
     """Every query of the job recorded a micro-batch (or an idle trigger) recently enough.
 
     The queries are the ones the job's latest recorded settings name (both, or the one
@@ -253,7 +271,7 @@ def stream_job(hosts: list[str], port: int, keyspace: str, job: str,
     from evilnet.schema import JOB_QUERIES, job_queries
     from evilnet.spark.store import CassandraStore, connect
 
-    cluster, session = connect(hosts, port)
+    cluster, session = connect(hosts, port, security=security)
     try:
         progress = CassandraStore(session, keyspace).progress(job)
     finally:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from evilnet.cassandra_clients import READER, CassandraSecurity, Role
 from evilnet.kafka_clients import ADMIN, KafkaSecurity, Principal
 from evilnet.locations import (
     Endpoint,
@@ -145,6 +146,21 @@ class Inventory:
         return KafkaSecurity(principal.name, password,
                              str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
 
+    def cassandra_security(self, role: Role = READER) -> CassandraSecurity | None:
+        """How the controller logs in to this inventory's Cassandra as ``role``: its
+        password from the inventory's secret files and the CA bundle; None where the
+        cluster is plaintext (cassandra_security_enabled false)."""
+        nodes = self.groups["cassandra"]
+        if not nodes or not _enabled(self.var(nodes[0], "cassandra_security_enabled",
+                                              "cassandra")):
+            return None
+        if self.setting("evilnet_secrets_source") != "files":
+            raise InventoryError(f"{self.path} keeps its secrets in Vault: give a login "
+                                 "file (--cassandra-login)")
+        password = secrets.read(self.controller_dir("evilnet_secrets_dir"), role.secret)
+        return CassandraSecurity(role.name, password,
+                                 str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
+
     def zookeeper_tls(self) -> checks.ClientTls | None:
         """The controller's client certificate towards this inventory's ZooKeeper
         (``ssl.clientAuth=need``); None where it is plaintext."""
@@ -188,7 +204,8 @@ class Inventory:
             zookeeper=endpoints("zookeeper", "zookeeper_client_port", "zookeeper"),
             simulator=simulator,
             plan=self._plan_dir(),
-            kafka_login=self._kafka_login)
+            kafka_login=self._kafka_login,
+            cassandra_login=self.cassandra_security)
 
     def _kafka_login(self) -> dict[str, str]:
         security = self.kafka_security()
@@ -234,7 +251,8 @@ class Inventory:
         for host in self.groups["cassandra"]:
             address = self.address(host)
             port = int(self.var(host, "cassandra_native_port", "cassandra"))
-            yield "cassandra", f"{address}:{port}", partial(checks.cassandra_node, address, port)
+            yield "cassandra", f"{address}:{port}", partial(
+                checks.cassandra_node, address, port, self.cassandra_security())
 
         for host in self.groups["spark_master"]:
             ui = f"http://{self.address(host)}:{self.var(host, 'spark_master_webui_port', 'spark')}"
@@ -251,7 +269,8 @@ class Inventory:
             # A healthy job records a micro-batch every trigger, idle or not.
             max_age = 3 * float(self.var(host, "stream_job_trigger_seconds", "stream_job")) + 30
             yield ("stream job", f"{job} on {self.address(host)}",
-                   partial(checks.stream_job, cassandra, port, keyspace, job, max_age))
+                   partial(checks.stream_job, cassandra, port, keyspace, job, max_age,
+                           security=self.cassandra_security()))
 
         producers = self.groups.get("producers", [])
         if producers and _enabled(self.var(producers[0], "x_api_simulator_enabled",

@@ -28,3 +28,20 @@ def test_production_dashboard_provider_loads(tmp_path: Path) -> None:
     (provider,) = yaml.safe_load(target.read_text())["providers"]
     assert provider["options"]["path"] == "/opt/evilnet/data/grafana/dashboards"
     assert provider["disableDeletion"] is True and provider["allowUiUpdates"] is False
+
+
+def test_production_reads_cassandra_over_tls_as_the_read_only_role(tmp_path: Path,
+                                                                    generator) -> None:
+    # Production's Cassandra is secured (cassandra_security_enabled, the default): the
+    # plugin's TLS options (3.3.0 pkg/settings.go) with the inventory's CA bundle, and
+    # the role that may only SELECT. Its password is rendered by the no_log task only.
+    from evilnet.cassandra_clients import READER
+
+    target = tmp_path / "datasources.yaml"
+    render_for_production("grafana", "datasources.yaml.j2", target)
+    config = yaml.safe_load(target.read_text())
+    settings = {s["uid"]: s for s in config["datasources"]}[generator.CASSANDRA.uid]["jsonData"]
+    assert settings["user"] == READER.name
+    assert settings["useCustomTLS"] is True and settings["useCertContent"] is False
+    assert settings["allowInsecureTLS"] is False
+    assert settings["caPath"] == "/opt/evilnet/etc/grafana/tls/ca.crt"

@@ -28,8 +28,8 @@ CLUSTER_ONLY = {
     "evilnet_secrets_dir",
     # ZooKeeper and Kafka stay plaintext on the bed until its producers, stream job and
     # commands pass Kafka credentials (docs/security.md, "Clients"); production runs
-    # the roles' secured defaults.
-    "zookeeper_tls_enabled", "kafka_security_enabled",
+    # the roles' secured defaults. Cassandra too, until the stream job's login file.
+    "zookeeper_tls_enabled", "kafka_security_enabled", "cassandra_security_enabled",
 }
 PRODUCTION_ONLY = {
     # No registry reachable here carries a Grafana server: the bed renders and
