@@ -16,13 +16,15 @@ HOSTS = {"zookeeper": {"zk1": "127.0.2.1"}, "kafka": {"kafka1": "127.0.2.4"},
          "producers": {"producer1": "127.0.2.9"}}
 
 
-def write_inventory(root: Path, **settings: object) -> Path:
-    """An inventory under ``root/inventory`` whose CA and secrets live in ``root/state``."""
+def write_inventory(root: Path, hosts: dict[str, dict[str, str]] | None = None,
+                    **settings: object) -> Path:
+    """An inventory under ``root/inventory`` whose CA and secrets live in ``root/state``;
+    its groups are ``hosts`` (group -> host -> address), by default :data:`HOSTS`."""
     inventory = root / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     children = {group: {"hosts": {host: {"ansible_host": address}
-                                  for host, address in hosts.items()}}
-                for group, hosts in HOSTS.items()}
+                                  for host, address in members.items()}}
+                for group, members in (hosts or HOSTS).items()}
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": children}}))
     variables = {"ansible_connection": "local",
                  "ansible_python_interpreter": "{{ ansible_playbook_python }}",
