@@ -105,13 +105,14 @@ def test_spark_rpc_demands_the_shared_secret_and_encrypts(secured, host: str) ->
 def test_spark_uis_serve_https_from_a_keystore_the_file_opens(secured, host: str) -> None:
     hosts, _ = secured
     config = _spark_defaults(hosts / host / "etc" / "spark" / "spark-defaults.conf")
-    assert config["spark.ssl.standalone.enabled"] == "true"  # master and worker UIs
-    assert config["spark.ssl.ui.enabled"] == "true"  # the drivers' UIs
-    assert config["spark.ssl.keyStoreType"] == "PKCS12"
-    keystore = Path(config["spark.ssl.keyStore"])
+    # standalone: the master's and workers' UIs; ui: the drivers'.
+    for namespace in ("standalone", "ui"):
+        assert config[f"spark.ssl.{namespace}.enabled"] == "true"
+        assert config[f"spark.ssl.{namespace}.keyStoreType"] == "PKCS12"
+    keystore = Path(config["spark.ssl.standalone.keyStore"])
     assert stat.S_IMODE(keystore.stat().st_mode) == 0o600
     key, certificate, _ = pkcs12.load_key_and_certificates(
-        keystore.read_bytes(), config["spark.ssl.keyStorePassword"].encode())
+        keystore.read_bytes(), config["spark.ssl.standalone.keyStorePassword"].encode())
     assert key is not None
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     address = {**SITE["spark_master"], **SITE["spark_workers"]}[host]
