@@ -59,12 +59,14 @@ def _sources(inventory: Path | None, roles: Path | None,
         masters = found.groups["spark_master"]
         keyspace = (found.hostvars.get(masters[0], {}).get("stream_job_keyspace", KEYSPACE)
                     if masters else KEYSPACE)
+    login = None
     if prometheus is None and found.groups["prometheus"]:
+        # The inventory's Prometheus, with its login where it is secured.
         host = found.groups["prometheus"][0]
-        port_of = found.var(host, "prometheus_port", "prometheus")
-        prometheus = f"http://{found.address(host)}:{port_of}"
+        prometheus = found.prometheus_url(host)
+        login = found.prometheus_login(host)
     cluster, session = connect(hosts, port)
-    return pages.Sources(session, keyspace, prometheus or None), cluster
+    return pages.Sources(session, keyspace, prometheus or None, login), cluster
 
 
 def _location_options(command):

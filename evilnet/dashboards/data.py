@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from evilnet.dashboards.interpolation import interpolate, interpolate_variable_query
 from evilnet.dashboards.panels import Dashboard, Panel, Variable
@@ -94,16 +96,28 @@ def legend(template: str | None, labels: dict[str, str]) -> str:
     return _LEGEND_LABEL.sub(lambda m: labels.get(m[1], ""), template)
 
 
-def prometheus(url: str, panel: Panel, span: TimeRange, timeout: float = 10) -> list[Point]:
+class WebLogin(Protocol):
+    """A secured Prometheus's login (evilnet.platform.health.WebLogin: basic auth over
+    TLS), as the command line found it in the inventory's files."""
+
+    def request(self, url: str) -> urllib.request.Request: ...
+
+    def context(self) -> ssl.SSLContext: ...
+
+
+def prometheus(url: str, panel: Panel, span: TimeRange, timeout: float = 10,
+               login: WebLogin | None = None) -> list[Point]:
     """A Prometheus panel: every series of each of its expressions over the range."""
     points = []
     for query in panel.queries:
         params = urllib.parse.urlencode({
             "query": query.text, "start": span.start.timestamp(), "end": span.end.timestamp(),
             "step": span.step_seconds})
+        address = f"{url.rstrip('/')}/api/v1/query_range?{params}"
         try:
-            with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/query_range?{params}",
-                                        timeout=timeout) as response:
+            with (urllib.request.urlopen(login.request(address), timeout=timeout,
+                                         context=login.context()) if login
+                  else urllib.request.urlopen(address, timeout=timeout)) as response:
                 answer = json.load(response)
         except (OSError, ValueError) as error:
             raise DataError(f"Prometheus at {url}: {error}") from error

@@ -45,6 +45,8 @@ class Sources:
     session: object
     keyspace: str
     prometheus_url: str | None
+    # Its login where it is secured (prometheus_security_enabled), else None.
+    prometheus_login: data.WebLogin | None = None
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,11 @@ def _view(queries: _Queries, board: Dashboard, panel: Panel, title: str,
         elif sources.prometheus_url is None:
             view.error = "no Prometheus: none in the inventory, or --prometheus ''"
         elif panel.kind == "stat":
-            view.stat = data.latest(data.prometheus(sources.prometheus_url, panel, span))
+            view.stat = data.latest(data.prometheus(sources.prometheus_url, panel, span,
+                                     login=sources.prometheus_login))
         else:
-            points = data.prometheus(sources.prometheus_url, panel, span)
+            points = data.prometheus(sources.prometheus_url, panel, span,
+                                     login=sources.prometheus_login)
             view.chart = trend_chart(panel, points, "Series", span) if points else None
     except Exception as error:  # a panel shows its error, as Grafana's do
         view.error = f"{type(error).__name__}: {error}"

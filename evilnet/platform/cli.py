@@ -260,15 +260,23 @@ def health_cassandra(cassandra: tuple[Endpoint, ...], refused_login_serves: bool
 @click.option("--worker", "workers", multiple=True,
               help="A worker host that must be ALIVE [default: the inventory's workers, "
                    "with the inventory's master].")
+@click.option("--ca", "cafile", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An https UI (spark_security_enabled): the CA bundle to verify it with "
+                   "[default: the inventory's, with the inventory's master].")
 @_wait
 @_format
-def health_spark(spark_master: str, workers: tuple[str, ...], wait: float, output: str) -> None:
+def health_spark(spark_master: str, workers: tuple[str, ...], cafile: Path | None, wait: float,
+                 output: str) -> None:
     """The master is ALIVE and lists the workers ALIVE."""
     ctx = click.get_current_context()
     if not workers and ctx.get_parameter_source("spark_master") == ParameterSource.DEFAULT:
         workers = ctx.find_object(Stack).locations().spark_workers
+    if cafile is None and (inventory := _from_inventory("spark_master")) is not None:
+        cafile = inventory.spark_ui_cafile()
     _report({spark_master: checks.wait_until_healthy(
-        lambda: checks.spark_cluster(spark_master, set(workers) or None), wait)},
+        lambda: checks.spark_cluster(spark_master, set(workers) or None,
+                                     str(cafile) if cafile else None), wait)},
         output, labelled=False)
 
 

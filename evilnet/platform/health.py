@@ -10,20 +10,22 @@ Ansible roles run these on the hosts (after every start and restart), so what
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from evilnet.cassandra_clients import CassandraSecurity, driver_kwargs
 from evilnet.kafka_clients import COMMAND_CLIENT
 from evilnet.waiting import GaveUp, WaitTimeout, poll, wait_for
 
-__all__ = ["ClientTls", "Health", "WaitTimeout", "run_checks", "wait_for", "wait_until_healthy"]
+__all__ = ["ClientTls", "Health", "WaitTimeout", "WebLogin", "run_checks", "wait_for",
+           "wait_until_healthy"]
 
 
 @dataclass(frozen=True)
@@ -236,14 +238,19 @@ def cassandra_node(host: str, port: int = 9042, security: CassandraSecurity | No
 # --- Spark ------------------------------------------------------------------------
 
 
-def spark_master_status(ui_url: str) -> dict:
-    with urllib.request.urlopen(f"{ui_url.rstrip('/')}/json/", timeout=5) as response:
+def spark_master_status(ui_url: str, cafile: str | None = None) -> dict:
+    """The master's /json/ status; an https UI (spark_security_enabled) is verified
+    with ``cafile``, the inventory's CA bundle."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    with urllib.request.urlopen(f"{ui_url.rstrip('/')}/json/", timeout=5,
+                                context=context) as response:
         return json.load(response)
 
 
-def spark_cluster(ui_url: str, expected_workers: set[str] | None = None) -> Health:
+def spark_cluster(ui_url: str, expected_workers: set[str] | None = None,
+                  cafile: str | None = None) -> Health:
     """The master is ALIVE and lists every expected worker host ALIVE."""
-    status = spark_master_status(ui_url)
+    status = spark_master_status(ui_url, cafile)
     alive = {worker["host"] for worker in status.get("workers", []) if worker["state"] == "ALIVE"}
     if status.get("status") != "ALIVE":
         return Health(False, f"master status {status.get('status')}")
@@ -340,16 +347,41 @@ def x_api_simulator(url: str) -> Health:
                         f"{state['posts_sent']} posts sent")
 
 
-def prometheus(url: str) -> Health:
+@dataclass(frozen=True)
+class WebLogin:
+    """How a client reaches a secured Prometheus (prometheus_security_enabled): basic
+    auth as ``username`` over TLS verified with ``cafile``. Never printed whole."""
+
+    username: str
+    password: str = field(repr=False)
+    cafile: str
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def request(self, url: str) -> urllib.request.Request:
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+
+
+def open_url(url: str, login: WebLogin | None = None, timeout: float = 5):
+    """``urlopen`` of ``url``, with ``login``'s credentials and trust where given."""
+    if login is None:
+        return urllib.request.urlopen(url, timeout=timeout)
+    return urllib.request.urlopen(login.request(url), timeout=timeout, context=login.context())
+
+
+def prometheus(url: str, login: WebLogin | None = None) -> Health:
     """Prometheus is ready; the detail counts its scrape targets that are up.
 
     A target that is down is the scraped service's problem, shown on that service's
     own row: it does not make Prometheus unhealthy (the prometheus role agrees).
     """
     base = url.rstrip("/")
-    with urllib.request.urlopen(f"{base}/-/ready", timeout=5):
+    with open_url(f"{base}/-/ready", login):
         pass  # 200 when ready; 503 (raised) while it replays its write-ahead log
-    targets = _get_json(f"{base}/api/v1/targets?state=active")["data"]["activeTargets"]
+    with open_url(f"{base}/api/v1/targets?state=active", login) as response:
+        targets = json.load(response)["data"]["activeTargets"]
     not_up = sorted(f"{t['labels'].get('job')} {t['labels'].get('instance')} ({t['health']})"
                     for t in targets if t["health"] != "up")
     detail = f"ready, {len(targets) - len(not_up)} of {len(targets)} scrape targets up"

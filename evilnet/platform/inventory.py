@@ -171,6 +171,44 @@ class Inventory:
         return checks.ClientTls(str(pki_dir / "ca.crt"), str(pki_dir / "clients/controller.crt"),
                                 str(pki_dir / "clients/controller.key"))
 
+    def spark_ui_cafile(self) -> str | None:
+        """The CA bundle the Spark UIs' HTTPS is verified with (spark_security_enabled);
+        None where the UIs are plain HTTP."""
+        masters = self.groups["spark_master"]
+        if not masters or not _enabled(self.var(masters[0], "spark_security_enabled", "spark")):
+            return None
+        return str(self.controller_dir("evilnet_pki_dir") / "ca.crt")
+
+    def spark_master_ui(self) -> str | None:
+        """The master's web UI: HTTPS on its TLS port where Spark is secured."""
+        masters = self.groups["spark_master"]
+        if not masters:
+            return None
+        host = masters[0]
+        secured = _enabled(self.var(host, "spark_security_enabled", "spark"))
+        port = int(self.var(host, "spark_master_webui_port", "spark"))
+        if secured:
+            port += int(self.var(host, "spark_ui_tls_port_offset", "spark"))
+        return f"{'https' if secured else 'http'}://{self.address(host)}:{port}"
+
+    def prometheus_url(self, host: str) -> str:
+        secured = _enabled(self.var(host, "prometheus_security_enabled", "prometheus"))
+        return (f"{'https' if secured else 'http'}://{self.address(host)}:"
+                f"{self.var(host, 'prometheus_port', 'prometheus')}")
+
+    def prometheus_login(self, host: str) -> checks.WebLogin | None:
+        """How the controller logs in to this inventory's Prometheus on ``host``: basic
+        auth with the password of the inventory's secret files, TLS verified with its
+        CA; None where Prometheus is plain HTTP (prometheus_security_enabled false)."""
+        if not _enabled(self.var(host, "prometheus_security_enabled", "prometheus")):
+            return None
+        if self.setting("evilnet_secrets_source") != "files":
+            raise InventoryError(f"{self.path} keeps its secrets in Vault: the controller "
+                                 "has no Prometheus password file to log in with")
+        password = secrets.read(self.controller_dir("evilnet_secrets_dir"), "prometheus_password")
+        return checks.WebLogin(str(self.var(host, "prometheus_web_user", "prometheus")), password,
+                               str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
+
     def kafka_bootstrap(self) -> str:
         return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
                         for h in self.groups["kafka"])
@@ -197,9 +235,7 @@ class Inventory:
             cassandra=endpoints("cassandra", "cassandra_native_port", "cassandra"),
             keyspace=keyspace,
             bootstrap_servers=endpoints("kafka", "kafka_port", "kafka"),
-            spark_master=(f"http://{self.address(masters[0])}:"
-                          f"{self.var(masters[0], 'spark_master_webui_port', 'spark')}"
-                          if masters else None),
+            spark_master=self.spark_master_ui(),
             spark_workers=tuple(self.address(w) for w in self.groups["spark_workers"]),
             zookeeper=endpoints("zookeeper", "zookeeper_client_port", "zookeeper"),
             simulator=simulator,
@@ -254,10 +290,10 @@ class Inventory:
             yield "cassandra", f"{address}:{port}", partial(
                 checks.cassandra_node, address, port, self.cassandra_security())
 
-        for host in self.groups["spark_master"]:
-            ui = f"http://{self.address(host)}:{self.var(host, 'spark_master_webui_port', 'spark')}"
+        if self.groups["spark_master"]:
+            ui = self.spark_master_ui()
             workers = {self.address(w) for w in self.groups["spark_workers"]}
-            yield "spark", ui, partial(checks.spark_cluster, ui, workers)
+            yield "spark", ui, partial(checks.spark_cluster, ui, workers, self.spark_ui_cafile())
 
         cassandra = [self.address(h) for h in self.groups["cassandra"]]
         for host in self.groups["spark_master"]:
@@ -280,8 +316,8 @@ class Inventory:
             yield "x api simulator", url, partial(checks.x_api_simulator, url)
 
         for host in self.groups.get("prometheus", []):
-            url = f"http://{self.address(host)}:{self.var(host, 'prometheus_port', 'prometheus')}"
-            yield "prometheus", url, partial(checks.prometheus, url)
+            url = self.prometheus_url(host)
+            yield "prometheus", url, partial(checks.prometheus, url, self.prometheus_login(host))
 
         # Where the Grafana server is skipped (our machines) there is nothing to ask.
         for host in self.groups.get("grafana", []):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from monitoring_helpers import render_for_production
+from monitoring_helpers import REPO_ROOT, render_for_production
 
 
 def test_production_datasources_name_every_cassandra_node_and_prometheus(tmp_path: Path,
@@ -18,7 +18,18 @@ def test_production_datasources_name_every_cassandra_node_and_prometheus(tmp_pat
     # nothing else: every node must come out of that split, as host:port.
     cassandra_url = by_uid[generator.CASSANDRA.uid]["url"]
     assert cassandra_url.split(";") == ["10.20.3.11:9042", "10.20.3.12:9042", "10.20.3.13:9042"]
-    assert by_uid[generator.PROMETHEUS.uid]["url"] == "http://10.20.6.10:9090"
+    # Production's Prometheus is secured: HTTPS and basic auth, the password and the
+    # CA bundle read from files on the Grafana host, never written into this file.
+    prometheus = by_uid[generator.PROMETHEUS.uid]
+    assert prometheus["url"] == "https://10.20.6.10:9090"
+    assert prometheus["basicAuth"] is True
+    prometheus_defaults = REPO_ROOT / "ansible" / "roles" / "prometheus" / "defaults" / "main.yml"
+    assert prometheus["basicAuthUser"] == yaml.safe_load(
+        prometheus_defaults.read_text())["prometheus_web_user"]
+    assert prometheus["jsonData"]["tlsAuthWithCACert"] is True
+    assert prometheus["secureJsonData"] == {
+        "basicAuthPassword": "$__file{/opt/evilnet/etc/grafana/prometheus.password}",
+        "tlsCACert": "$__file{/opt/evilnet/etc/grafana/tls/ca.crt}"}
     assert "secureJsonData" not in by_uid[generator.CASSANDRA.uid]  # no password set
 
 

@@ -73,6 +73,7 @@ def test_role_defaults_agree_with_each_other(generator) -> None:
     spark = defaults("spark")
     assert prometheus["prometheus_spark_master_webui_port"] == spark["spark_master_webui_port"]
     assert prometheus["prometheus_spark_worker_webui_port"] == spark["spark_worker_webui_port"]
+    assert prometheus["prometheus_spark_tls_port_offset"] == spark["spark_ui_tls_port_offset"]
     assert prometheus["prometheus_spark_path"].rstrip("/") == spark["spark_prometheus_path"]
     assert prometheus["prometheus_spark_master_path"].rstrip("/") == spark[
         "spark_prometheus_master_path"]

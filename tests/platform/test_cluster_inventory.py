@@ -30,6 +30,8 @@ CLUSTER_ONLY = {
     # commands pass Kafka credentials (docs/security.md, "Clients"); production runs
     # the roles' secured defaults. Cassandra too, until the stream job's login file.
     "zookeeper_tls_enabled", "kafka_security_enabled", "cassandra_security_enabled",
+    # Spark and Prometheus too, until the bed's tests and tools run against them secured.
+    "spark_security_enabled", "prometheus_security_enabled",
 }
 PRODUCTION_ONLY = {
     # No registry reachable here carries a Grafana server: the bed renders and
