@@ -1,7 +1,7 @@
 """``python -m testbed up|down|status [--inventory DIR] [HOST ...]`` (as root).
 
 With host names, only those hosts are brought up, removed or shown (``down`` then
-keeps the bridge for the others).
+keeps the bridge and the shared storage for the others).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.action == "up":
         bed.up(hosts, paths, every_host=every_host)
     elif arguments.action == "down":
-        bed.down(hosts, paths, remove_bridge=not arguments.hosts)
+        bed.down(hosts, paths, whole_bed=not arguments.hosts)
     else:
         states = bed.status(hosts, paths)
         for entry in states:

@@ -10,6 +10,7 @@ rootfs and the controller's key stay for the next ``up``.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -84,7 +85,14 @@ def up(hosts: list[Host], paths: layout.Paths, say: Callable[[str], None] = prin
 
 
 def down(hosts: Iterable[Host], paths: layout.Paths, say: Callable[[str], None] = print,
-         *, remove_bridge: bool = True) -> None:
+         *, whole_bed: bool = True) -> None:
+    """Stop and remove the hosts; with the whole bed, its bridge and shared storage too.
+
+    The shared storage is the hosts' NFS stand-in: it holds the stream job's
+    checkpoint, whose offsets and state belong to the Kafka topic and Cassandra
+    tables of these hosts. Kept past them, it would make the next bed's job resume
+    the old windows' state against a new, empty topic and count old posts again.
+    """
     def remove(host: Host) -> bool:
         machine = Machine(host, paths)
         was_running = machine.pid() is not None
@@ -94,10 +102,11 @@ def down(hosts: Iterable[Host], paths: layout.Paths, say: Callable[[str], None] 
 
     stopped = sum(_in_parallel(remove, list(hosts)))
     _write_known_hosts(paths)
-    if remove_bridge:
+    if whole_bed:
         network.remove_bridge()
+        shutil.rmtree(paths.shared_storage, ignore_errors=True)
     say(f"{stopped} running hosts stopped and removed"
-        + (", and the bridge" if remove_bridge else ""))
+        + (", and the bridge and shared storage" if whole_bed else ""))
 
 
 def status(hosts: list[Host], paths: layout.Paths) -> list[HostState]:

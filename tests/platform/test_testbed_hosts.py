@@ -63,3 +63,22 @@ def test_every_spark_host_of_the_cluster_mounts_the_shared_storage() -> None:
     groups = inventory["all"]["children"]
     spark = set(groups["spark_master"]["hosts"]) | set(groups["spark_workers"]["hosts"])
     assert {mounts[name] for name in spark} == {"/srv/evilnet-shared"}
+
+
+@pytest.mark.parametrize(("whole_bed", "kept"), [(True, False), (False, True)],
+                         ids=["whole-bed", "some-hosts"])
+def test_down_of_the_whole_bed_takes_its_shared_storage(tmp_path: Path, whole_bed: bool,
+                                                        kept: bool) -> None:
+    """A checkpoint left from the last bed would make the next bed's stream job resume
+    old windows' state against a new topic (the cluster tier counted its fixture six
+    times). No host is running here; the bridge stays untouched."""
+    checkpoint = tmp_path / "shared-storage" / "stream-job" / "checkpoint" / "offsets"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "0").write_text("v1\n")
+    subprocess.run(
+        [sys.executable, "-c", "import sys, pathlib; from testbed import bed, layout, network; "
+         "network.remove_bridge = lambda: None; "
+         "bed.down([], layout.Paths(pathlib.Path(sys.argv[1])), whole_bed=sys.argv[2] == 'True')",
+         str(tmp_path), str(whole_bed)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert (checkpoint / "0").exists() == kept
