@@ -69,10 +69,12 @@ def sections() -> list[tuple[str, dict[str, object]]]:
          {"evilnet_contract_keyspace": schema.KEYSPACE}),
         ("A secured Cassandra's login roles (evilnet.cassandra_clients), each with its\n"
          "password's name in the secrets catalog; the superuser among them (the\n"
-         "cassandra role's bootstrap and login files) and the read-only one (Grafana).",
+         "cassandra role's bootstrap and login files), the stream job's and the read-only\n"
+         "one (Grafana).",
          {"evilnet_contract_cassandra_roles": {role.name: role.secret
                                                for role in cassandra_clients.ROLES},
           "evilnet_contract_cassandra_admin_role": cassandra_clients.ADMIN.name,
+          "evilnet_contract_cassandra_stream_job_role": cassandra_clients.STREAM_JOB.name,
           "evilnet_contract_cassandra_reader_role": cassandra_clients.READER.name}),
         ("The X API access level a plan assumes where the inventory sets no\n"
          "planner_access_level (evilnet.contracts.DEFAULT_ACCESS_LEVEL).",
