@@ -8,8 +8,16 @@ compressibility match. The producer is timed from the first line read to the
 last acknowledgement (``close()`` flushes), reading a synthetic stream file
 through the whole routing path, as ``evilnet replay`` does.
 
-    python benchmarks/producer_throughput.py [--posts 200000] [--bootstrap HOST:PORT,...]
-        [--kafka-lib DIR]
+    python benchmarks/producer_throughput.py [--posts 200000] [--inventory DIR]
+        [--bootstrap HOST:PORT,...] [--kafka-lib DIR]
+
+The brokers and the login are the inventory's (default inventories/local): on a
+secured Kafka both clients log in as the admin principal over SASL_SSL (the
+benchmark's topics are outside the producers' ACLs), with the password and CA
+bundle from the inventory's files, as ``evilnet`` reads them; the tool gets them
+in a 0600 ``--producer.config`` file, never on its command line. The figures of
+one run are therefore those of the stack's own transport, TLS or not: run it on
+both to compare (docs/security.md, "What it costs").
 
 ``--kafka-lib`` is the ``lib`` directory of a Kafka installation (it holds the
 kafka-tools jar); by default the one the local stack installed under ``.run/``.
@@ -31,6 +39,8 @@ from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from evilnet.kafka_clients import ADMIN, KafkaSecurity
+from evilnet.platform.inventory import Inventory
 from evilnet.producer.generator import synthesize, synthetic_rules
 from evilnet.producer.routing import Line, Router
 from evilnet.producer.service import run_replay
@@ -52,8 +62,10 @@ def _default_kafka_lib() -> Path | None:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=200_000)
-    parser.add_argument("--bootstrap", default=os.environ.get(
-        "EVILNET_KAFKA_BOOTSTRAP", "127.0.1.4:9092,127.0.1.5:9092"))
+    parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "local",
+                        help="whose brokers and login to use")
+    parser.add_argument("--bootstrap", default=os.environ.get("EVILNET_KAFKA_BOOTSTRAP"),
+                        help="the brokers [default: the inventory's]")
     parser.add_argument("--kafka-lib", type=Path,
                         default=os.environ.get("EVILNET_KAFKA_LIB") or _default_kafka_lib())
     parser.add_argument("--java", default=os.environ.get("JAVA", "java"))
@@ -78,9 +90,10 @@ def _write_inputs(workdir: Path, posts: int) -> tuple[Path, Path, int, float]:
 
 
 def _measure_producer(stream_file: Path, bootstrap: list[str], topic: str,
-                      ) -> tuple[float, float]:
+                      security: KafkaSecurity | None) -> tuple[float, float]:
     """Posts per second and records per second, first line read to last acknowledgement."""
-    settings = KafkaSettings(bootstrap, SETTINGS.client_id)
+    settings = KafkaSettings(bootstrap, SETTINGS.client_id,
+                             client_settings=security.kwargs() if security else {})
     started = time.perf_counter()
     summary, _ = run_replay(stream_file, sink_factory=lambda m: KafkaSink(settings, m),
                             tweets_topic=topic, dead_letter_topic=topic + ".dead-letter")
@@ -91,7 +104,13 @@ def _measure_producer(stream_file: Path, bootstrap: list[str], topic: str,
 
 
 def _measure_tool(args: argparse.Namespace, payload_file: Path, records: int,
-                  topic: str) -> float:
+                  topic: str, security: KafkaSecurity | None) -> float:
+    login = []
+    if security:
+        config = payload_file.with_name("producer.properties")
+        config.touch(mode=0o600)
+        config.write_text(security.properties_text())
+        login = ["--producer.config", str(config)]
     command = [
         args.java, "-cp", f"{args.kafka_lib}/*", "org.apache.kafka.tools.ProducerPerformance",
         "--topic", topic, "--num-records", str(records), "--throughput", "-1",
@@ -99,6 +118,7 @@ def _measure_tool(args: argparse.Namespace, payload_file: Path, records: int,
         "--producer-props", f"bootstrap.servers={args.bootstrap}", "acks=all",
         "enable.idempotence=true", "compression.type=gzip",
         f"linger.ms={SETTINGS.linger_ms}", f"batch.size={SETTINGS.batch_size}",
+        *login,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     summary = _SUMMARY.findall(output)
@@ -111,24 +131,30 @@ def main() -> None:
     args = _arguments()
     if args.kafka_lib is None or not any(Path(args.kafka_lib).glob("kafka-tools-*.jar")):
         sys.exit("no kafka-tools jar: give --kafka-lib DIR (a Kafka installation's lib/)")
+    inventory = Inventory.load(args.inventory, roles=REPO / "ansible" / "roles")
+    args.bootstrap = args.bootstrap or inventory.kafka_bootstrap()
+    security = inventory.kafka_security(ADMIN)
     bootstrap = [server.strip() for server in args.bootstrap.split(",")]
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     topics = [f"{prefix}.producer", f"{prefix}.producer.dead-letter", f"{prefix}.tool"]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-benchmark")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="evilnet-benchmark",
+                             **(security.kwargs() if security else {}))
     admin.create_topics([NewTopic(name, 6, 2, topic_configs={"min.insync.replicas": "2"})
                          for name in topics])
     try:
         with tempfile.TemporaryDirectory() as workdir:
             stream_file, payload_file, records, mean_size = _write_inputs(Path(workdir),
                                                                           args.posts)
-            post_rate, producer_rate = _measure_producer(stream_file, bootstrap, topics[0])
-            tool_rate = _measure_tool(args, payload_file, records, topics[2])
+            post_rate, producer_rate = _measure_producer(stream_file, bootstrap, topics[0],
+                                                         security)
+            tool_rate = _measure_tool(args, payload_file, records, topics[2], security)
     finally:
         admin.delete_topics(topics)
         admin.close()
     print(f"records: {records} from {args.posts} posts, mean value {mean_size:.0f} bytes; "
           f"acks=all, idempotent, gzip, linger.ms={SETTINGS.linger_ms}, "
-          f"batch.size={SETTINGS.batch_size}; brokers {args.bootstrap}")
+          f"batch.size={SETTINGS.batch_size}; brokers {args.bootstrap}, "
+          f"{'SASL_SSL (SCRAM-SHA-512) as ' + security.username if security else 'PLAINTEXT'}")
     print(f"evilnet producer (routing + kafka-python): {producer_rate:10.0f} records/s "
           f"({post_rate:.0f} posts/s)")
     print(f"Kafka ProducerPerformance (Java client):   {tool_rate:10.0f} records/s")
