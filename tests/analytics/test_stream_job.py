@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import threading
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 from analytics_helpers import (
     CITIES,
+    REPO_ROOT,
     acceptance_lines,
     evilnet,
     max_disorder,
@@ -23,6 +25,7 @@ from analytics_helpers import (
 )
 from supervised import service_pid, supervisorctl
 
+from evilnet.platform.playbook import PlaybookRun, run_playbook
 from evilnet.schema import JOB_QUERIES, METRICS, PLAIN_COUNT_QUERY
 from evilnet.spark import reference
 from evilnet.spark.check import end_offsets, run_check
@@ -221,3 +224,36 @@ def _deliveries_by_producer(test_job) -> Counter:
         consumer.close()
     del named[None]
     return named
+
+
+@pytest.mark.disruptive
+def test_a_broker_certificate_rotated_during_replay_and_rows_stay_exact(stack, test_job, store,
+                                                                        timeline, tmp_path) -> None:
+    """docs/security.md, "Rotation": a host's certificate re-issued and rolled in by its
+    play while posts flow; the broker then serves the new certificate, and every
+    window still equals the reference (nothing lost or doubled across its restart)."""
+    if stack.kafka_security() is None:
+        pytest.skip("Kafka runs in plaintext here: no certificate to rotate")
+    broker = "kafka1"
+    address = (stack.address(broker), int(stack.var(broker, "kafka_port", "kafka")))
+    served_before = ssl.get_server_certificate(address)
+    lines = acceptance_lines(timeline.take(), seed=41)
+
+    def rotate_and_roll() -> PlaybookRun:
+        issued = evilnet("pki", "issue", "--force", broker, "--format", "json")
+        assert issued.returncode == 0, issued.stderr
+        assert any(row["host"] == broker for row in json.loads(issued.stdout)["issued"])
+        return run_playbook("ansible/playbooks/kafka.yml", REPO_ROOT / "inventories" / "local",
+                            project_dir=REPO_ROOT, timeout=600)
+
+    roller, outcome = _in_background(rotate_and_roll)
+    # Slow enough that the posts still flow when the play restarts the broker.
+    run = _check(test_job, store, lines, tmp_path, rate=6)
+    roller.join(600)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["value"].returncode == 0, outcome["value"].output[-6000:]
+    served_after = ssl.get_server_certificate(address)
+    assert served_after != served_before
+    assert "RUNNING" in supervisorctl("kafka1", "status", "kafka")
+    assert run.replay_summary.unacknowledged == 0
+    assert run.comparison.differences() == {}
