@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from analytics_helpers import JOB_NAME, KEYSPACE, SPARK_HOST, deploy_job, evilnet
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
+from stack_clients import CASSANDRA_ADMIN, cassandra_connect, kafka_admin, kafka_login
 from supervised import supervisorctl
 
-from evilnet.spark.store import CassandraStore, connect
+from evilnet.spark.store import CassandraStore
 
 
 @pytest.fixture(scope="session")
@@ -29,20 +30,23 @@ def cassandra_host(stack) -> str:
 
 
 @pytest.fixture(scope="session")
-def keyspace(cassandra_host: str) -> str:
-    cluster, session = connect([cassandra_host])
+def keyspace(stack, cassandra_host: str) -> str:
+    # Dropped as the Cassandra admin; `evilnet schema apply` on the inventory's node
+    # logs in as the inventory's admin itself.
+    cluster, session = cassandra_connect([cassandra_host], inventory=stack, role=CASSANDRA_ADMIN)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
     finally:
         cluster.shutdown()
-    result = evilnet("schema", "apply", "--cassandra", cassandra_host, "--keyspace", KEYSPACE)
+    result = evilnet("schema", "apply", "--keyspace", KEYSPACE)
     assert result.returncode == 0, result.stderr
     return KEYSPACE
 
 
 @pytest.fixture(scope="session")
-def store(cassandra_host: str, keyspace: str) -> Iterator[CassandraStore]:
-    cluster, session = connect([cassandra_host])
+def store(stack, cassandra_host: str, keyspace: str) -> Iterator[CassandraStore]:
+    # The admin: the tests write rows of their own too (progress probes).
+    cluster, session = cassandra_connect([cassandra_host], inventory=stack, role=CASSANDRA_ADMIN)
     yield CassandraStore(session, keyspace)
     cluster.shutdown()
 
@@ -54,12 +58,15 @@ class TestJob:
     keyspace: str
     bootstrap: str
     cassandra_host: str
+    # kafka-python's login to the brokers (the admin's; {} on a plaintext Kafka).
+    kafka_login: dict[str, str]
 
 
 @pytest.fixture(scope="session")
-def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterator[TestJob]:
+def test_job(stack, kafka_bootstrap: str, cassandra_host: str,
+             keyspace: str) -> Iterator[TestJob]:
     topic = f"evilnet.test.tweets-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","))
+    admin = kafka_admin(kafka_bootstrap.split(","), inventory=stack)
     admin.create_topics([NewTopic(topic, 6, 2, topic_configs={"retention.ms": "86400000"})])
     supervisorctl("spark-master", "stop", JOB_NAME)
     shutil.rmtree(SPARK_HOST / "data" / "stream-job" / JOB_NAME / "checkpoint",
@@ -71,7 +78,8 @@ def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterat
                       # (Prometheus scrapes them) stay its own.
                       "stream_job_metrics_port": 0, "stream_job_ui_port": 4041})
     assert run.returncode == 0, run.output[-6000:]
-    yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host)
+    yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host,
+                  kafka_login(stack))
     # Free the cluster's cores, and take the instance away: left defined, the next
     # `make down && make up` would autostart it against the deleted topic.
     removed = deploy_job({"stream_job_name": JOB_NAME, "stream_job_state": "absent"})
