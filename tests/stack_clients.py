@@ -51,9 +51,9 @@ LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 ROLES = REPO_ROOT / "ansible" / "roles"
 
 __all__ = ["CASSANDRA_ADMIN", "KAFKA_ADMIN", "READER", "Prometheus", "cassandra_connect",
-           "cassandra_login", "evilnet_command", "kafka_admin", "kafka_client_config",
-           "kafka_consumer", "kafka_login", "local_inventory", "spark_ui_get",
-           "spark_ui_verify"]
+           "cassandra_login", "evilnet_command", "inventory_options", "kafka_admin",
+           "kafka_client_config", "kafka_consumer", "kafka_login", "local_inventory",
+           "spark_ui_get", "spark_ui_verify"]
 
 
 @cache
@@ -66,11 +66,17 @@ def _or_local(inventory: Inventory | None) -> Inventory:
     return inventory if inventory is not None else local_inventory()
 
 
-def evilnet_command(evilnet: str | Path, inventory: Inventory | None = None) -> list[str]:
-    """The start of an ``evilnet`` command line on the inventory: its subcommands then
-    take the inventory's locations and logins (leave their location options out)."""
+def inventory_options(inventory: Inventory | None = None) -> list[str]:
+    """``evilnet``'s own options naming the inventory (before the subcommand): its
+    subcommands then take the inventory's locations and logins (leave their location
+    options out: brokers or nodes named by hand get no login)."""
     inventory = _or_local(inventory)
-    return [str(evilnet), "-i", str(inventory.path), "--roles", str(inventory.roles)]
+    return ["-i", str(inventory.path), "--roles", str(inventory.roles)]
+
+
+def evilnet_command(evilnet: str | Path, inventory: Inventory | None = None) -> list[str]:
+    """The start of an ``evilnet`` command line on the inventory (inventory_options)."""
+    return [str(evilnet), *inventory_options(inventory)]
 
 
 # --- Kafka ---------------------------------------------------------------------------
