@@ -31,6 +31,8 @@ outside a fixture.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,11 +40,21 @@ from typing import Any
 
 import requests
 from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    ResourcePattern,
+    ResourcePatternFilter,
+    ResourceType,
+)
 
 from evilnet.cassandra_clients import ADMIN as CASSANDRA_ADMIN
-from evilnet.cassandra_clients import READER, CassandraSecurity, Role
+from evilnet.cassandra_clients import KEYSPACE_PERMISSIONS, READER, CassandraSecurity, Role
 from evilnet.kafka_clients import ADMIN as KAFKA_ADMIN
-from evilnet.kafka_clients import Principal
+from evilnet.kafka_clients import STREAM_JOB, Principal
 from evilnet.platform.health import WebLogin
 from evilnet.platform.inventory import Inventory
 
@@ -51,9 +63,9 @@ LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 ROLES = REPO_ROOT / "ansible" / "roles"
 
 __all__ = ["CASSANDRA_ADMIN", "KAFKA_ADMIN", "READER", "Prometheus", "cassandra_connect",
-           "cassandra_login", "evilnet_command", "inventory_options", "kafka_admin",
-           "kafka_client_config", "kafka_consumer", "kafka_login", "local_inventory",
-           "spark_ui_get", "spark_ui_verify"]
+           "cassandra_login", "evilnet_command", "grant_keyspace", "inventory_options",
+           "kafka_admin", "kafka_client_config", "kafka_consumer", "kafka_login",
+           "local_inventory", "spark_ui_get", "spark_ui_verify", "topic_readable_by"]
 
 
 @cache
@@ -118,6 +130,34 @@ def kafka_client_config(directory: Path, inventory: Inventory | None = None,
                          security.properties_text())
 
 
+@contextmanager
+def topic_readable_by(topic: str, principal: Principal = STREAM_JOB,
+                      inventory: Inventory | None = None) -> Iterator[None]:
+    """Meanwhile, on a secured Kafka, ``principal`` may read ``topic`` (an ACL added
+    as the admin, taken away after): a test or benchmark instance of the stream job
+    reads a topic of its own, and the job's principal may read ``tweets`` only
+    (evilnet.platform.acls). The job's consumer groups are its own already. Nothing
+    on a plaintext Kafka (no authorizer). ``evilnet topics acls`` (the kafka role)
+    would take the grant back: no test runs it while an instance reads."""
+    inventory = _or_local(inventory)
+    if inventory.kafka_security() is None:
+        yield
+        return
+    user = f"User:{principal.name}"
+    pattern = ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL)
+    admin = kafka_admin(inventory=inventory, client_id="evilnet-tests-acls")
+    try:
+        result = admin.create_acls([ACL(user, "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                                        pattern)])
+        assert not result["failed"], f"cannot let {user} read {topic}: {result['failed']}"
+        yield
+    finally:
+        admin.delete_acls([ACLFilter(user, "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                                     ResourcePatternFilter(ResourceType.TOPIC, topic,
+                                                           ACLResourcePatternType.LITERAL))])
+        admin.close()
+
+
 def _private_file(path: Path, text: str) -> Path:
     """``text`` in a file only its owner reads, never readable in between."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +187,20 @@ def cassandra_connect(hosts: list[str] | None = None, *, inventory: Inventory | 
     if hosts is None:
         hosts = [inventory.address(host) for host in inventory.groups["cassandra"]]
     return connect(hosts, security=cassandra_login(inventory, role), **settings)
+
+
+def grant_keyspace(session, keyspace: str, inventory: Inventory | None = None) -> None:
+    """On a secured Cassandra, give the pipeline's roles on a test's own ``keyspace``
+    what they hold on the pipeline's (KEYSPACE_PERMISSIONS: the job writes, the
+    reader reads), through ``session``, the admin's; nothing on a plaintext one.
+    A test instance of the job and ``evilnet query``/``check``/``health`` then work
+    on it as they do on ``evilnet``. Dropping the keyspace drops the grants with it;
+    ``evilnet cassandra-roles ensure`` (the cassandra role) would take them back."""
+    if cassandra_login(inventory) is None:
+        return
+    for role, permissions in KEYSPACE_PERMISSIONS.items():
+        for permission in sorted(permissions):
+            session.execute(f"GRANT {permission} ON KEYSPACE {keyspace} TO {role.name}")
 
 
 # --- Prometheus ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from stack_clients import CASSANDRA_ADMIN, cassandra_connect
+from stack_clients import CASSANDRA_ADMIN, cassandra_connect, grant_keyspace
 
 from evilnet.spark.store import CassandraStore, WindowRow
 
@@ -77,6 +77,7 @@ def windows_keyspace(stack) -> Iterator[tuple[str, datetime]]:
         session.execute(f"DROP KEYSPACE IF EXISTS {WINDOWS_KEYSPACE}", timeout=120)
         applied = _evilnet("schema", "apply", "--keyspace", WINDOWS_KEYSPACE)
         assert applied.returncode == 0, applied.stderr
+        grant_keyspace(session, WINDOWS_KEYSPACE, stack)  # `evilnet query` reads as the reader
         start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
         rows = [WindowRow(city, topic, start + timedelta(minutes=m),
                           start + timedelta(minutes=m + 5), 10 * m + 7, m, 3 + m % 4)

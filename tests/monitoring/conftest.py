@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from monitoring_fixture import KEYSPACE, hour_rows, window_rows
 from monitoring_helpers import BIN, load_generator
-from stack_clients import CASSANDRA_ADMIN, cassandra_connect, evilnet_command
+from stack_clients import CASSANDRA_ADMIN, cassandra_connect, evilnet_command, grant_keyspace
 
 from evilnet.spark.store import CassandraStore
 
@@ -45,6 +45,7 @@ def dashboard_data(stack, cassandra_host: str, generator) -> Iterator[DashboardD
                                   "--keyspace", KEYSPACE],
                                  capture_output=True, text=True, timeout=300, check=False)
         assert applied.returncode == 0, applied.stderr
+        grant_keyspace(session, KEYSPACE, stack)  # the dashboards read it as the reader
         store = CassandraStore(session, KEYSPACE)
         store.write_windows(window_rows(), datetime.now(UTC))
         store.write_hours(hour_rows())
