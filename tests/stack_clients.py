@@ -21,7 +21,13 @@ Which login, where the service distinguishes (docs/security.md, "Clients"):
 - **Spark UIs**: no login (Spark's UIs have none); HTTPS verified with the CA.
 
 ``evilnet`` commands run by the tests need none of this: given the inventory
-(``evilnet_command``) and no location by hand, they log in by themselves.
+(``evilnet_command``, ``inventory_options``) and no location by hand, they log in by
+themselves (nodes or brokers named by hand get no login, as for users).
+
+The pipeline's own logins hold grants on the pipeline's resources only: a test's
+stream job instance reading a topic of its own needs ``topic_readable_by``, and a
+keyspace of a test's own, read by ``evilnet query`` or written by such an instance,
+needs ``grant_keyspace`` (both nothing on a plaintext stack).
 
 The functions take the inventory; the suite's is inventories/local
 (:func:`local_inventory`, read once), the default where a helper is called
