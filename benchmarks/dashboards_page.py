@@ -12,6 +12,10 @@ and the Top cities tables are on the page.
     python benchmarks/dashboards_page.py [--cassandra HOST] [--prometheus URL]
         [--chosen 2] [--loads 5]
 
+Cassandra and Prometheus are inventories/local's unless given, with its logins where
+it is secured (the fixture is written as the Cassandra admin, which then gives the
+reader, the page's login, SELECT on the keyspace); given by hand, they are plaintext.
+
 This is a benchmark, not a test: it prints figures, it asserts nothing.
 """
 
@@ -34,12 +38,16 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from evilnet.cassandra_clients import ADMIN, KEYSPACE_PERMISSIONS
 from evilnet.cities import load_catalog
+from evilnet.platform.inventory import Inventory
 from evilnet.schema import apply_schema
 from evilnet.spark.store import CassandraStore, WindowRow, connect
 from evilnet.waiting import wait_for
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+INVENTORY = REPO / "inventories" / "local"
 KEYSPACE = "evilnet_bench_dashboards"
 CITIES = 1130
 FIVE = timedelta(minutes=5)
@@ -82,15 +90,22 @@ def drawn(driver) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cassandra", default="127.0.1.6")
-    parser.add_argument("--prometheus", default="http://127.0.1.10:9090")
+    parser.add_argument("--cassandra", help="a node [default: the inventory's]")
+    parser.add_argument("--prometheus", help="its URL [default: the inventory's]")
     parser.add_argument("--chosen", type=int, default=2)
     parser.add_argument("--loads", type=int, default=5)
     args = parser.parse_args(argv)
 
-    cluster, session = connect([args.cassandra])
+    inventory = Inventory.load(INVENTORY, roles=REPO / "ansible" / "roles")
+    security = None if args.cassandra else inventory.cassandra_security(ADMIN)
+    node = args.cassandra or inventory.address(inventory.groups["cassandra"][0])
+    cluster, session = connect([node], security=security)
     session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
     apply_schema(session, KEYSPACE)
+    if security:  # the pipeline's roles hold grants on `evilnet` only
+        for role, permissions in KEYSPACE_PERMISSIONS.items():
+            for permission in sorted(permissions):
+                session.execute(f"GRANT {permission} ON KEYSPACE {KEYSPACE} TO {role.name}")
     now = datetime.now(UTC)
     began = time.perf_counter()
     chosen = fixture(CassandraStore(session, KEYSPACE), args.chosen, now)
@@ -101,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [str(BIN / "evilnet"), "dashboards", "serve", "--port", str(port), "--cassandra",
-         args.cassandra, "--keyspace", KEYSPACE, "--prometheus", args.prometheus],
+        [str(BIN / "evilnet"), "dashboards", "serve", "--port", str(port), "-i", str(INVENTORY),
+         *(["--cassandra", args.cassandra] if args.cassandra else []), "--keyspace", KEYSPACE,
+         *(["--prometheus", args.prometheus] if args.prometheus else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/"
     options = webdriver.ChromeOptions()

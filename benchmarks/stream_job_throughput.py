@@ -45,6 +45,15 @@ them as JSON and ``--report FILE...`` prints saved runs again (e.g. the two
 modes measured in separate runs). This is a benchmark, not a test: it asserts
 nothing. It needs the local stack up, a free Spark core, and several minutes.
 
+The brokers, Cassandra and the Spark master's UI are inventories/local's (or as
+given), with its logins where it is secured, read as ``evilnet`` reads them: the
+benchmark writes and reads its topic as the Kafka admin, lets the job's principal
+read it (an ACL, taken back at the end: the job's principal reads ``tweets``
+only), reads ``job_progress`` as the Cassandra admin after giving the job's role
+and the reader on its keyspace what they hold on ``evilnet``, and verifies the
+UI's HTTPS with the inventory's CA. The figures are then those of the secured
+transport: run it on both to compare (docs/security.md).
+
     .venv/bin/python benchmarks/stream_job_throughput.py [--rates 250,1000,4000]
         [--trigger-seconds 60] [--step-seconds 180] [--warmup-seconds 90] [--cities 20]
         [--city-zipf 0] [--modes job,plain] [--refine 1] [--out FILE] [--report FILE ...]
@@ -56,6 +65,7 @@ import argparse
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -68,13 +78,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    NewTopic,
+    ResourcePattern,
+    ResourcePatternFilter,
+    ResourceType,
+)
 from kafka.partitioner.default import murmur2
 from rich.console import Console
 from rich.table import Table
 
+from evilnet.cassandra_clients import ADMIN as CASSANDRA_ADMIN
+from evilnet.cassandra_clients import KEYSPACE_PERMISSIONS
 from evilnet.cities import load_catalog
 from evilnet.contracts import PostRecord
+from evilnet.kafka_clients import ADMIN, STREAM_JOB
+from evilnet.platform.inventory import Inventory
 from evilnet.platform.playbook import run_playbook
 from evilnet.producer.generator import snowflake, synthesize, synthetic_rules
 from evilnet.producer.routing import Line, Router
@@ -85,6 +110,7 @@ from evilnet.spark.store import CassandraStore, connect
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SPARK_HOST = REPO / ".run" / "hosts" / "spark-master"
+INVENTORY = REPO / "inventories" / "local"  # the stack the instances are deployed on
 PARTITIONS = 6  # as the tweets topic (kafka role: kafka_tweets_partitions)
 CITIES = ["Montréal", "St. John's", "Trois-Rivières", "Toronto", "Vancouver", "Halifax",
           "Québec", "Calgary", "Edmonton", "Ottawa", "Winnipeg", "Victoria", "Saskatoon",
@@ -182,14 +208,16 @@ class PacedProducer:
     """Sends the templates round-robin at a paced rate; remembers each record's created_at
     per partition, in offset order (the partition is chosen here, so offsets follow)."""
 
-    def __init__(self, bootstrap: list[str], topic: str, pool: list[Template]) -> None:
+    def __init__(self, bootstrap: list[str], topic: str, pool: list[Template],
+                 login: dict[str, str]) -> None:
         self.topic, self.pool, self.index = topic, pool, 0
         self.next_id = snowflake(datetime.now(UTC))
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap, client_id=SETTINGS.client_id, acks="all",
             enable_idempotence=True, compression_type="gzip", linger_ms=SETTINGS.linger_ms,
-            batch_size=SETTINGS.batch_size)
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=SETTINGS.client_id)
+            batch_size=SETTINGS.batch_size, **login)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=SETTINGS.client_id,
+                                      **login)
         self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
 
     def end_offsets(self) -> dict[int, int]:
@@ -361,17 +389,20 @@ def supervisorctl(*args: str) -> str:
 def deploy(variables: dict) -> None:
     """ansible/playbooks/stream-job.yml with these role variables (a deployment waits for
     its health)."""
-    run = run_playbook("ansible/playbooks/stream-job.yml", REPO / "inventories" / "local",
+    run = run_playbook("ansible/playbooks/stream-job.yml", INVENTORY,
                        project_dir=REPO, extra_args=("-e", json.dumps(variables)), timeout=900)
     if run.returncode != 0:
         raise SystemExit("the stream-job playbook failed for the benchmark instance:\n"
                          + run.output[-4500:])
 
 
-def free_cores(master_ui: str) -> int | None:
+def free_cores(master_ui: str, cafile: str | None = None) -> int | None:
+    """The master's free cores (its UI's /json/; HTTPS verified with ``cafile``)."""
     import urllib.request
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(f"{master_ui}/json/", timeout=10) as response:
+        with urllib.request.urlopen(f"{master_ui}/json/", timeout=10,
+                                    context=context) as response:
             state = json.load(response)
         return state["cores"] - state["coresused"]
     except OSError:
@@ -449,7 +480,7 @@ def run_instance(mode: str, args: argparse.Namespace, topic: str, store: Cassand
     done.append(instance)
     supervisorctl("stop", name)
     shutil.rmtree(SPARK_HOST / "data" / "stream-job" / name / "checkpoint", ignore_errors=True)
-    cores = free_cores(args.spark_ui)
+    cores = free_cores(args.spark_ui, args.spark_ui_cafile)
     if cores is not None and cores < 1:
         console.log(f"[yellow]the Spark master has no free core: {name} will wait for one")
     log_path = SPARK_HOST / "log" / "stream-job" / f"{name}.out"
@@ -601,14 +632,38 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--name", default="stream-job-bench", help="the instance's name "
                         "(the plain count's is NAME-count)")
     parser.add_argument("--keyspace", default="evilnet_bench")
-    parser.add_argument("--bootstrap", default=os.environ.get(
-        "EVILNET_KAFKA_BOOTSTRAP", "127.0.1.4:9092,127.0.1.5:9092"))
-    parser.add_argument("--cassandra", default=os.environ.get(
-        "EVILNET_CASSANDRA_HOSTS", "127.0.1.6"))
-    parser.add_argument("--spark-ui", default="http://127.0.1.7:8080")
+    parser.add_argument("--bootstrap", default=os.environ.get("EVILNET_KAFKA_BOOTSTRAP"),
+                        help="the brokers [default: the inventory's]")
+    parser.add_argument("--cassandra", default=os.environ.get("EVILNET_CASSANDRA_HOSTS"),
+                        help="Cassandra's nodes [default: the inventory's]")
+    parser.add_argument("--spark-ui", help="the master's web UI [default: the inventory's]")
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     parser.add_argument("--report", type=Path, nargs="+", help="print saved runs, measure nothing")
     return parser.parse_args()
+
+
+def _job_may_read(admin: KafkaAdminClient, topic: str, revoke: bool = False) -> None:
+    """Let the job's principal read the benchmark's topic (a secured Kafka: it reads
+    ``tweets`` only), or take that back."""
+    user = f"User:{STREAM_JOB.name}"
+    if revoke:
+        admin.delete_acls([ACLFilter(user, "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                                     ResourcePatternFilter(ResourceType.TOPIC, topic,
+                                                           ACLResourcePatternType.LITERAL))])
+        return
+    result = admin.create_acls([ACL(user, "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                                    ResourcePattern(ResourceType.TOPIC, topic,
+                                                    ACLResourcePatternType.LITERAL))])
+    if result["failed"]:
+        raise SystemExit(f"cannot let {user} read {topic}: {result['failed']}")
+
+
+def _grant_keyspace(session, keyspace: str) -> None:
+    """Give the job's role and the reader on the benchmark's keyspace what they hold on
+    the pipeline's (a secured Cassandra: their grants name ``evilnet`` only)."""
+    for role, permissions in KEYSPACE_PERMISSIONS.items():
+        for permission in sorted(permissions):
+            session.execute(f"GRANT {permission} ON KEYSPACE {keyspace} TO {role.name}")
 
 
 def main() -> None:
@@ -625,16 +680,35 @@ def main() -> None:
             "warmup_seconds": args.warmup_seconds, "rates": args.rates,
             "cities": args.cities, "city_zipf": args.city_zipf,
             "topics_per_city": len(TOPICS), "modes": modes}
-    result = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--cassandra", args.cassandra,
-                             "--keyspace", args.keyspace], capture_output=True, text=True,
-                            check=False)
+    inventory = Inventory.load(INVENTORY, roles=REPO / "ansible" / "roles")
+    kafka = inventory.kafka_security(ADMIN)
+    login = kafka.kwargs() if kafka else {}
+    args.bootstrap = args.bootstrap or inventory.kafka_bootstrap()
+    # Nodes named by hand are plaintext (evilnet's rule); the inventory's get its admin's
+    # login, and `evilnet schema apply` on the inventory takes it by itself.
+    if args.cassandra:
+        cassandra = None
+        schema = [str(BIN / "evilnet"), "schema", "apply", "--cassandra", args.cassandra]
+    else:
+        cassandra = inventory.cassandra_security(CASSANDRA_ADMIN)
+        schema = [str(BIN / "evilnet"), "-i", str(INVENTORY), "--roles", str(inventory.roles),
+                  "schema", "apply"]
+        args.cassandra = ",".join(inventory.address(host)
+                                  for host in inventory.groups["cassandra"])
+    args.spark_ui = args.spark_ui or inventory.spark_master_ui()
+    args.spark_ui_cafile = inventory.spark_ui_cafile()
+    result = subprocess.run([*schema, "--keyspace", args.keyspace], capture_output=True,
+                            text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"evilnet schema apply failed: {result.stderr}")
     bootstrap = [server.strip() for server in args.bootstrap.split(",")]
     topic = f"evilnet.bench.tweets-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=SETTINGS.client_id)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=SETTINGS.client_id,
+                             **login)
     admin.create_topics([NewTopic(topic, PARTITIONS, 2,
                                   topic_configs={"retention.ms": "86400000"})])
+    if kafka:
+        _job_may_read(admin, topic)
     console.log(f"topic {topic}; records from the generator")
     cities = benchmark_cities(args.cities)
     pool = templates(max(POOL_RECORDS, 50 * len(cities)), cities, zipf=args.city_zipf)
@@ -642,8 +716,10 @@ def main() -> None:
     check = PostRecord.model_validate_json(b"".join((pool[0].head, b"1", pool[0].middle,
                                                     iso(time.time()), pool[0].tail)))
     assert check.city.encode() == pool[0].key
-    cluster, session = connect(args.cassandra.split(","))
-    producer = PacedProducer(bootstrap, topic, pool)
+    cluster, session = connect(args.cassandra.split(","), security=cassandra)
+    if cassandra:
+        _grant_keyspace(session, args.keyspace)
+    producer = PacedProducer(bootstrap, topic, pool, login)
     instances: list[Instance] = []
     try:
         for mode in modes:
@@ -660,6 +736,8 @@ def main() -> None:
     finally:
         producer.close()
         cluster.shutdown()
+        if kafka:
+            _job_may_read(admin, topic, revoke=True)
         admin.delete_topics([topic])
         admin.close()
         saved = {"meta": meta, "instances": [asdict(i) for i in instances]}

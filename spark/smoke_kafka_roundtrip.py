@@ -18,6 +18,13 @@ the connector's jars). It proves what the streaming job relies on:
 
 The last line on standard output is ``SMOKE_RESULT <json>``; the exit status is 0
 only if every check passed. Nothing here needs the pipeline's own topics.
+
+On a secured stack (docs/security.md): ``spark-submit`` with ``SPARK_CONF_DIR`` the
+Spark host's conf directory proves the cluster's secret (``spark-defaults.conf``);
+``--kafka-client-config FILE`` names a Kafka client properties file (0600: SASL_SSL,
+SCRAM-SHA-512, a PEM truststore) of a principal that may create, write and read the
+two topics (outside the pipeline's ACLs: the admin), its path the only thing on the
+command line; ``--ui-cafile FILE`` the CA bundle the driver's HTTPS UI is verified with.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -58,10 +66,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              " of those given (repeatable)")
     parser.add_argument("--probe-only", action="store_true",
                         help="only check that executors run on the workers (no Kafka)")
+    parser.add_argument("--kafka-client-config", metavar="FILE",
+                        help="Kafka client properties of a secured Kafka (SASL_SSL) "
+                             "[default: plaintext]")
+    parser.add_argument("--ui-cafile", metavar="FILE",
+                        help="the CA bundle of the driver's HTTPS UI (a secured Spark)")
     args = parser.parse_args(argv)
     if not args.probe_only and not args.bootstrap_servers:
         parser.error("--bootstrap-servers is required (or --probe-only)")
     return args
+
+
+def _kafka_security(args: argparse.Namespace):
+    """The login of ``--kafka-client-config`` (evilnet.kafka_clients, from the hosts'
+    venv, the driver's Python), or None for a plaintext Kafka."""
+    if not args.kafka_client_config:
+        return None
+    from pathlib import Path
+
+    from evilnet.kafka_clients import KafkaSecurity
+
+    return KafkaSecurity.from_properties(Path(args.kafka_client_config))
 
 
 def ensure_topics(args: argparse.Namespace) -> list[str]:
@@ -70,8 +95,10 @@ def ensure_topics(args: argparse.Namespace) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    security = _kafka_security(args)
     admin = KafkaAdminClient(bootstrap_servers=args.bootstrap_servers.split(","),
-                             client_id="evilnet-smoke", request_timeout_ms=30000)
+                             client_id="evilnet-smoke", request_timeout_ms=30000,
+                             **(security.kwargs() if security else {}))
     try:
         wanted = list(dict.fromkeys([args.input_topic, args.output_topic]))
         missing = [name for name in wanted if name not in set(admin.list_topics())]
@@ -93,17 +120,19 @@ def _task_location(_: object) -> tuple[str, str, str]:
     return (os.environ.get("SPARK_LOCAL_IP", ""), socket.gethostname(), os.getcwd())
 
 
-def _executors_from_the_ui(sc, patience_s: float = UI_PATIENCE_S) -> list[str]:
+def _executors_from_the_ui(sc, patience_s: float = UI_PATIENCE_S,
+                           cafile: str | None = None) -> list[str]:
     """Every executor but the driver, with its host, from the driver's own REST API.
 
     On a loaded machine the driver's UI can take longer than one request's timeout
     to answer; it is asked again until ``patience_s`` has passed.
     """
     url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=15) as response:
+            with urllib.request.urlopen(url, timeout=15, context=context) as response:
                 return [e["hostPort"] for e in json.load(response) if e["id"] != "driver"]
         except OSError:  # refused, reset or timed out (URLError and TimeoutError are OSErrors)
             if time.monotonic() >= deadline:
@@ -111,13 +140,13 @@ def _executors_from_the_ui(sc, patience_s: float = UI_PATIENCE_S) -> list[str]:
             time.sleep(2)
 
 
-def probe_executors(spark) -> dict:
+def probe_executors(spark, ui_cafile: str | None = None) -> dict:
     """Run a few Python tasks; report where they ran and the executors the driver knows."""
     sc = spark.sparkContext
     slices = max(2, sc.defaultParallelism)
     locations = sorted(set(sc.parallelize(range(slices), slices).map(_task_location).collect()))
     try:
-        executors = _executors_from_the_ui(sc)
+        executors = _executors_from_the_ui(sc, cafile=ui_cafile)
     except Exception as error:  # the UI may be disabled; the task locations still tell
         executors = [f"unknown ({type(error).__name__})"]
     return {
@@ -128,8 +157,12 @@ def probe_executors(spark) -> dict:
     }
 
 
-def _kafka(reader_or_writer, bootstrap: str):
-    return reader_or_writer.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+def _kafka(reader_or_writer, args: argparse.Namespace):
+    """The Kafka source or sink on the brokers, with the login where one is given."""
+    security = _kafka_security(args)
+    return (reader_or_writer.format("kafka")
+            .option("kafka.bootstrap.servers", args.bootstrap_servers)
+            .options(**(security.spark_source_options() if security else {})))
 
 
 def seed(spark, args: argparse.Namespace, run_id: str) -> None:
@@ -138,7 +171,7 @@ def seed(spark, args: argparse.Namespace, run_id: str) -> None:
     records = spark.range(args.records, numPartitions=2).select(
         F.lit(run_id).alias("key"),
         F.to_json(F.struct(F.lit(run_id).alias("run"), F.col("id").alias("seq"))).alias("value"))
-    _kafka(records.write, args.bootstrap_servers).option("topic", args.input_topic).save()
+    _kafka(records.write, args).option("topic", args.input_topic).save()
 
 
 def _rewrite(source, run_id: str):
@@ -159,19 +192,19 @@ def _rewrite(source, run_id: str):
 
 
 def roundtrip_batch(spark, args: argparse.Namespace, run_id: str) -> None:
-    source = (_kafka(spark.read, args.bootstrap_servers)
+    source = (_kafka(spark.read, args)
               .option("subscribe", args.input_topic)
               .option("startingOffsets", "earliest").option("endingOffsets", "latest").load())
     out = _rewrite(source, run_id)
-    _kafka(out.write, args.bootstrap_servers).option("topic", args.output_topic).save()
+    _kafka(out.write, args).option("topic", args.output_topic).save()
 
 
 def roundtrip_stream(spark, args: argparse.Namespace, run_id: str) -> None:
-    source = (_kafka(spark.readStream, args.bootstrap_servers)
+    source = (_kafka(spark.readStream, args)
               .option("subscribe", args.input_topic)
               .option("startingOffsets", "earliest").load())
     with tempfile.TemporaryDirectory(prefix="evilnet-smoke-checkpoint-") as checkpoint:
-        query = (_kafka(_rewrite(source, run_id).writeStream, args.bootstrap_servers)
+        query = (_kafka(_rewrite(source, run_id).writeStream, args)
                  .option("topic", args.output_topic)
                  .option("checkpointLocation", checkpoint)
                  .trigger(availableNow=True)
@@ -184,7 +217,7 @@ def roundtrip_stream(spark, args: argparse.Namespace, run_id: str) -> None:
 def verify(spark, args: argparse.Namespace, run_id: str) -> dict:
     from pyspark.sql import functions as F
 
-    out = (_kafka(spark.read, args.bootstrap_servers)
+    out = (_kafka(spark.read, args)
            .option("subscribe", args.output_topic)
            .option("startingOffsets", "earliest").option("endingOffsets", "latest").load())
     parsed = out.where(F.col("key").cast("string") == F.lit(run_id)).select(
@@ -212,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     "app_id": spark.sparkContext.applicationId, "mode": args.mode}
     checks: dict[str, bool] = {}
     try:
-        result["placement"] = probe_executors(spark)
+        result["placement"] = probe_executors(spark, args.ui_cafile)
         locations = result["placement"]["task_locations"]
         checks["tasks_ran_on_executors"] = bool(locations) and all(
             loc["cwd"] != os.getcwd() for loc in locations)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stack_guard import ROLES, WaitTimeout, leaves_the_stack_healthy, wait_until_stack_healthy
+import stack_clients
+from stack_guard import WaitTimeout, leaves_the_stack_healthy, wait_until_stack_healthy
 
 from evilnet.platform.inventory import Inventory
 
 __all__ = ["leaves_the_stack_healthy"]  # the guard of disruptive tests, for every test
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def local_inventory() -> Inventory:
-    return Inventory.load(LOCAL_INVENTORY, roles=ROLES)
+    return stack_clients.local_inventory()
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +50,19 @@ def stack(local_inventory: Inventory) -> Inventory:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(stack: Inventory) -> str:
     return stack.kafka_bootstrap()
+
+
+@pytest.fixture(scope="session")
+def kafka_login(stack: Inventory) -> dict[str, str]:
+    """kafka-python's login to the stack's brokers as the admin (tests/stack_clients.py
+    says why that principal); ``{}`` on a plaintext Kafka."""
+    return stack_clients.kafka_login(stack)
+
+
+@pytest.fixture(scope="session")
+def prometheus(stack: Inventory) -> stack_clients.Prometheus:
+    """The stack's Prometheus API, with its login where it is secured."""
+    return stack_clients.Prometheus.of(stack)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from stack_clients import LOCAL_INVENTORY, ROLES, Prometheus
 from supervised import HOSTS_ROOT, live_programs, supervisorctl
 
 from evilnet.platform.health import run_checks
@@ -27,30 +28,20 @@ from evilnet.spark.metrics import BATCH_DURATION, END_OFFSET, LAST_PROGRESS, STA
 from evilnet.waiting import WaitTimeout, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
-ROLES = REPO_ROOT / "ansible" / "roles"
 # A restarted stream job needs its start (~25 s) and a scrape; a broker its log recovery.
 RECOVERY_SECONDS = 300
 
 
-def prometheus_url(inventory: Inventory) -> str:
-    host = inventory.groups["prometheus"][0]
-    port = inventory.var(host, "prometheus_port", "prometheus")
-    return f"http://{inventory.address(host)}:{port}"
+def prometheus_query(prometheus: Prometheus, expression: str) -> list[dict]:
+    return prometheus.query(expression)
 
 
-def prometheus_query(url: str, expression: str) -> list[dict]:
-    response = requests.get(f"{url}/api/v1/query", params={"query": expression}, timeout=10)
-    response.raise_for_status()
-    return response.json()["data"]["result"]
-
-
-def job_series_scraped(url: str) -> list[str]:
+def job_series_scraped(prometheus: Prometheus) -> list[str]:
     """What the production job lacks in Prometheus: a query whose gauges are not scraped, or
     whose driver has made no progress (a micro-batch or an idle trigger) since it started."""
     def by_query(metric: str) -> dict[str, float]:
         return {s["metric"].get("query"): float(s["value"][1])
-                for s in prometheus_query(url, metric)}
+                for s in prometheus.query(metric)}
 
     missing = []
     for metric in (BATCH_DURATION, END_OFFSET):
@@ -68,15 +59,14 @@ def stack_problems(inventory: Inventory) -> list[str]:
     checks = [*inventory.health_checks(), *inventory.producer_checks()]
     problems = [f"{service} {endpoint}: {health.detail}"
                 for service, endpoint, health in run_checks(checks) if not health.ok]
-    url = prometheus_url(inventory)
+    prometheus = Prometheus.of(inventory)
     try:
-        targets = requests.get(f"{url}/api/v1/targets", params={"state": "active"},
-                               timeout=10).json()["data"]["activeTargets"]
+        targets = prometheus.get("targets", state="active").json()["data"]["activeTargets"]
         problems += [f"scrape target {t['labels']['job']} {t['scrapeUrl']} {t['health']}: "
                      f"{t['lastError']}" for t in targets if t["health"] != "up"]
-        problems += job_series_scraped(url)
+        problems += job_series_scraped(prometheus)
     except (requests.RequestException, KeyError, ValueError) as error:
-        problems.append(f"prometheus {url}: {type(error).__name__}: {error}")
+        problems.append(f"prometheus {prometheus.url}: {type(error).__name__}: {error}")
     return problems
 
 

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from stack_clients import CASSANDRA_ADMIN, cassandra_connect, grant_keyspace
 
-from evilnet.spark.store import CassandraStore, WindowRow, connect
+from evilnet.spark.store import CassandraStore, WindowRow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVILNET = str(Path(sys.executable).with_name("evilnet"))
@@ -70,11 +71,13 @@ def windows_keyspace(stack) -> Iterator[tuple[str, datetime]]:
     """A keyspace of this module's own, with 20 minutes of windows an hour ago (however
     long the stack has run, whatever ran before), for long names and quotes."""
     host = stack.address(stack.groups["cassandra"][0])
-    cluster, session = connect([host])
+    # The admin: the keyspace is dropped and its rows written here.
+    cluster, session = cassandra_connect([host], inventory=stack, role=CASSANDRA_ADMIN)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {WINDOWS_KEYSPACE}", timeout=120)
         applied = _evilnet("schema", "apply", "--keyspace", WINDOWS_KEYSPACE)
         assert applied.returncode == 0, applied.stderr
+        grant_keyspace(session, WINDOWS_KEYSPACE, stack)  # `evilnet query` reads as the reader
         start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
         rows = [WindowRow(city, topic, start + timedelta(minutes=m),
                           start + timedelta(minutes=m + 5), 10 * m + 7, m, 3 + m % 4)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from evilnet.cassandra_clients import READER
 from evilnet.locations import CASSANDRA_PORT, Endpoint, Endpoints, Stack, same_port
 from evilnet.platform.inventory import DEFAULT_ROLES, Inventory, InventoryError
 from evilnet.schema import KEYSPACE
@@ -47,6 +48,7 @@ def _sources(inventory: Path | None, roles: Path | None,
     if needs_inventory:
         path, roles = _inventory(inventory, roles)
         found = Inventory.load(path, roles=roles)
+    security = None  # nodes named by hand are plaintext (evilnet.locations's rule)
     if cassandra:
         hosts, port = same_port(cassandra)
     else:
@@ -55,6 +57,8 @@ def _sources(inventory: Path | None, roles: Path | None,
             raise InventoryError(f"{found.path} has no cassandra host: give --cassandra")
         hosts = [found.address(host) for host in nodes]
         port = int(found.var(nodes[0], "cassandra_native_port", "cassandra"))
+        # The inventory's nodes, with its read-only login where they are secured.
+        security = found.cassandra_security(READER)
     if keyspace is None:
         masters = found.groups["spark_master"]
         keyspace = (found.hostvars.get(masters[0], {}).get("stream_job_keyspace", KEYSPACE)
@@ -65,7 +69,7 @@ def _sources(inventory: Path | None, roles: Path | None,
         host = found.groups["prometheus"][0]
         prometheus = found.prometheus_url(host)
         login = found.prometheus_login(host)
-    cluster, session = connect(hosts, port)
+    cluster, session = connect(hosts, port, security=security)
     return pages.Sources(session, keyspace, prometheus or None, login), cluster
 
 

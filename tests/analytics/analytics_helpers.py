@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from stack_clients import evilnet_command
+
 from evilnet.platform.playbook import PlaybookRun, run_playbook
 from evilnet.waiting import wait_for
 
@@ -24,8 +26,10 @@ TOPICS = ["hockey", "food", "traffic"]
 
 
 def evilnet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "evilnet"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd="/", check=False)
+    """An ``evilnet`` command on the local inventory: where the test names no location,
+    the command takes the inventory's, and its logins where the service is secured."""
+    return subprocess.run([*evilnet_command(BIN / "evilnet"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd="/", check=False)
 
 
 def deploy_job(variables: dict) -> PlaybookRun:

@@ -17,10 +17,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from analytics_helpers import JOB_NAME, KEYSPACE, SPARK_HOST, deploy_job, evilnet
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
+from stack_clients import (
+    CASSANDRA_ADMIN,
+    cassandra_connect,
+    grant_keyspace,
+    kafka_admin,
+    kafka_login,
+    topic_readable_by,
+)
 from supervised import supervisorctl
 
-from evilnet.spark.store import CassandraStore, connect
+from evilnet.spark.store import CassandraStore
 
 
 @pytest.fixture(scope="session")
@@ -29,20 +37,25 @@ def cassandra_host(stack) -> str:
 
 
 @pytest.fixture(scope="session")
-def keyspace(cassandra_host: str) -> str:
-    cluster, session = connect([cassandra_host])
+def keyspace(stack, cassandra_host: str) -> str:
+    # Dropped as the Cassandra admin; `evilnet schema apply` on the inventory's node
+    # logs in as the inventory's admin itself.
+    cluster, session = cassandra_connect([cassandra_host], inventory=stack, role=CASSANDRA_ADMIN)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
+        result = evilnet("schema", "apply", "--keyspace", KEYSPACE)
+        assert result.returncode == 0, result.stderr
+        # The test instance writes it as the job's role; the commands read it as the reader.
+        grant_keyspace(session, KEYSPACE, stack)
     finally:
         cluster.shutdown()
-    result = evilnet("schema", "apply", "--cassandra", cassandra_host, "--keyspace", KEYSPACE)
-    assert result.returncode == 0, result.stderr
     return KEYSPACE
 
 
 @pytest.fixture(scope="session")
-def store(cassandra_host: str, keyspace: str) -> Iterator[CassandraStore]:
-    cluster, session = connect([cassandra_host])
+def store(stack, cassandra_host: str, keyspace: str) -> Iterator[CassandraStore]:
+    # The admin: the tests write rows of their own too (progress probes).
+    cluster, session = cassandra_connect([cassandra_host], inventory=stack, role=CASSANDRA_ADMIN)
     yield CassandraStore(session, keyspace)
     cluster.shutdown()
 
@@ -54,29 +67,35 @@ class TestJob:
     keyspace: str
     bootstrap: str
     cassandra_host: str
+    # kafka-python's login to the brokers (the admin's; {} on a plaintext Kafka).
+    kafka_login: dict[str, str]
 
 
 @pytest.fixture(scope="session")
-def test_job(kafka_bootstrap: str, cassandra_host: str, keyspace: str) -> Iterator[TestJob]:
+def test_job(stack, kafka_bootstrap: str, cassandra_host: str,
+             keyspace: str) -> Iterator[TestJob]:
     topic = f"evilnet.test.tweets-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","))
+    admin = kafka_admin(kafka_bootstrap.split(","), inventory=stack)
     admin.create_topics([NewTopic(topic, 6, 2, topic_configs={"retention.ms": "86400000"})])
-    supervisorctl("spark-master", "stop", JOB_NAME)
-    shutil.rmtree(SPARK_HOST / "data" / "stream-job" / JOB_NAME / "checkpoint",
-                  ignore_errors=True)
-    run = deploy_job({"stream_job_name": JOB_NAME, "stream_job_topic": topic,
-                      "stream_job_keyspace": keyspace, "stream_job_trigger_seconds": 5,
-                      "stream_job_health_timeout": 240,
-                      # The production instance's metrics endpoint and Spark UI
-                      # (Prometheus scrapes them) stay its own.
-                      "stream_job_metrics_port": 0, "stream_job_ui_port": 4041})
-    assert run.returncode == 0, run.output[-6000:]
-    yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host)
-    # Free the cluster's cores, and take the instance away: left defined, the next
-    # `make down && make up` would autostart it against the deleted topic.
-    removed = deploy_job({"stream_job_name": JOB_NAME, "stream_job_state": "absent"})
-    assert removed.returncode == 0, removed.output[-6000:]
-    assert JOB_NAME not in supervisorctl("spark-master", "status")
+    # The instance reads as the job's principal, which may read `tweets` only.
+    with topic_readable_by(topic, inventory=stack):
+        supervisorctl("spark-master", "stop", JOB_NAME)
+        shutil.rmtree(SPARK_HOST / "data" / "stream-job" / JOB_NAME / "checkpoint",
+                      ignore_errors=True)
+        run = deploy_job({"stream_job_name": JOB_NAME, "stream_job_topic": topic,
+                          "stream_job_keyspace": keyspace, "stream_job_trigger_seconds": 5,
+                          "stream_job_health_timeout": 240,
+                          # The production instance's metrics endpoint and Spark UI
+                          # (Prometheus scrapes them) stay its own.
+                          "stream_job_metrics_port": 0, "stream_job_ui_port": 4041})
+        assert run.returncode == 0, run.output[-6000:]
+        yield TestJob(JOB_NAME, topic, keyspace, kafka_bootstrap, cassandra_host,
+                      kafka_login(stack))
+        # Free the cluster's cores, and take the instance away: left defined, the next
+        # `make down && make up` would autostart it against the deleted topic.
+        removed = deploy_job({"stream_job_name": JOB_NAME, "stream_job_state": "absent"})
+        assert removed.returncode == 0, removed.output[-6000:]
+        assert JOB_NAME not in supervisorctl("spark-master", "status")
     admin.delete_topics([topic])
     admin.close()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from analytics_helpers import REPO_ROOT, evilnet
+from stack_clients import CASSANDRA_ADMIN, cassandra_connect
 
 from evilnet.schema import (
     MIGRATIONS_DIR,
@@ -19,7 +20,6 @@ from evilnet.schema import (
     migrations,
     replication_map,
 )
-from evilnet.spark.store import connect
 
 pytestmark = pytest.mark.stack
 
@@ -73,9 +73,10 @@ def test_every_statement_runs_against_cassandra(store) -> None:
     assert "Montréal" in store.topics("Montréal")
 
 
-def test_schema_apply_is_versioned_and_idempotent(cassandra_host: str, keyspace: str,
+def test_schema_apply_is_versioned_and_idempotent(keyspace: str,
                                                   store) -> None:
-    again = evilnet("schema", "apply", "--cassandra", cassandra_host, "--keyspace", keyspace)
+    # On the inventory's node (cassandra_host's): the command logs in as its admin.
+    again = evilnet("schema", "apply", "--keyspace", keyspace)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"keyspace": keyspace, "applied": [],
                                         "versions": [1], "changed": False}
@@ -90,7 +91,8 @@ def test_a_changed_migration_is_refused_and_a_new_one_applied(cassandra_host: st
     scratch = "evilnet_test_migrations"
     directory = tmp_path / "cql"
     shutil.copytree(MIGRATIONS_DIR, directory)
-    cluster, session = connect([cassandra_host])
+    # The admin: the test drops and creates a keyspace of its own.
+    cluster, session = cassandra_connect([cassandra_host], role=CASSANDRA_ADMIN)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {scratch}", timeout=120)
         assert [m.version for m in apply_schema(session, scratch, directory=directory)] == [1]

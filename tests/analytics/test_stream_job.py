@@ -23,6 +23,7 @@ from analytics_helpers import (
     max_disorder,
     wait_until,
 )
+from stack_clients import kafka_consumer
 from supervised import service_pid, supervisorctl
 
 from evilnet.platform.playbook import PlaybookRun, run_playbook
@@ -54,9 +55,9 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
                                                                tmp_path) -> None:
     start = timeline.take()
     lines = acceptance_lines(start)
-    result = evilnet("check", str(_write(tmp_path, lines)), "--bootstrap-servers",
-                     test_job.bootstrap, "--topic", test_job.topic, "--job", test_job.name,
-                     "--cassandra", test_job.cassandra_host, "--keyspace", test_job.keyspace,
+    # The inventory's brokers and node (test_job's), so the command logs in by itself.
+    result = evilnet("check", str(_write(tmp_path, lines)), "--topic", test_job.topic,
+                     "--job", test_job.name, "--keyspace", test_job.keyspace,
                      "--shift-to", "none", "--timeout", "300")
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
@@ -69,8 +70,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
         + timedelta(minutes=1)
     for metric in METRICS:
         top = evilnet("query", "top", "--metric", metric, "--at", last_hour.isoformat(),
-                      "--format", "json", "--cassandra", test_job.cassandra_host,
-                      "--keyspace", test_job.keyspace)
+                      "--format", "json", "--keyspace", test_job.keyspace)
         assert top.returncode == 0, top.stderr
         got = [(row["city"], row[metric]) for row in json.loads(top.stdout)]
         assert got == reference.top_cities(hours, last_hour, metric, 5)
@@ -80,7 +80,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
     end = start + timedelta(minutes=30)
     windows = evilnet("query", "windows", "--from", start.isoformat(), "--to", end.isoformat(),
                       "--city", chosen[0], "--city", chosen[1], "--format", "json",
-                      "--cassandra", test_job.cassandra_host, "--keyspace", test_job.keyspace)
+                      "--keyspace", test_job.keyspace)
     assert windows.returncode == 0, windows.stderr
     rows = json.loads(windows.stdout)
     assert {row["city"] for row in rows} == set(chosen)
@@ -94,7 +94,7 @@ def test_every_window_equals_the_reference_and_queries_read_it(test_job, timelin
 
     csv = evilnet("query", "windows", "--from", start.isoformat(), "--to", end.isoformat(),
                   "--city", "Québec", "--by", "city,topic", "--format", "csv",
-                  "--cassandra", test_job.cassandra_host, "--keyspace", test_job.keyspace)
+                  "--keyspace", test_job.keyspace)
     header, first = csv.stdout.splitlines()[:2]
     assert header == "city,topic,window_start,window_end,tweets,retweets,unique_users"
     assert first.startswith("Québec,") and first.split(",")[1] in {"hockey", "food", "traffic"}
@@ -118,14 +118,15 @@ def _in_background(action):
 def _check(test_job, store, lines, tmp_path, rate):
     return run_check(_write(tmp_path, lines), store=store, topic=test_job.topic,
                      job=test_job.name, bootstrap_servers=test_job.bootstrap.split(","),
-                     shift_to=None, timeout=420, rate=rate)
+                     shift_to=None, timeout=420, rate=rate, security=test_job.kafka_login)
 
 
 @pytest.mark.disruptive
 def test_killed_driver_is_restarted_and_rows_stay_exact(test_job, store, timeline,
                                                         tmp_path) -> None:
     lines = acceptance_lines(timeline.take(), seed=23)
-    before = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic).values())
+    before = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic,
+                                 test_job.kafka_login).values())
 
     def kill_the_driver_mid_stream() -> tuple[int, int]:
         wait_until(lambda: min(sum((store.progress(test_job.name)[q].end_offsets or {}).values())
@@ -171,13 +172,12 @@ def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, 
     # That the broker rejoins every ISR before the next test is the guard's to check.
 
 
-def test_stream_job_health_follows_the_plain_count_baseline(store, cassandra_host: str,
-                                                            keyspace: str) -> None:
+def test_stream_job_health_follows_the_plain_count_baseline(store, keyspace: str) -> None:
     """`evilnet health stream-job` (the role's check) expects the queries the job's settings
     name: the plain-count baseline of the benchmark runs one, "count"."""
     def healthy(job: str, *options: str) -> bool:
-        result = evilnet("health", "stream-job", "--job", job, "--cassandra", cassandra_host,
-                         "--keyspace", keyspace, *options)
+        result = evilnet("health", "stream-job", "--job", job, "--keyspace", keyspace,
+                         *options)
         assert result.returncode in (0, 1), result.stderr
         return result.returncode == 0
 
@@ -198,12 +198,14 @@ def test_two_producer_copies_delivering_every_post_count_it_once(test_job, store
     version-2 records naming each copy; the tables still count each post once."""
     lines = acceptance_lines(timeline.take(), seed=41)
     copies = ("app-1@producer1", "app-1@producer2")
-    before = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic).values())
+    before = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic,
+                                 test_job.kafka_login).values())
     run = run_check(_write(tmp_path, lines), store=store, topic=test_job.topic,
                     job=test_job.name, bootstrap_servers=test_job.bootstrap.split(","),
-                    shift_to=None, timeout=420, copies=copies)
+                    shift_to=None, timeout=420, copies=copies, security=test_job.kafka_login)
     assert run.replay_summary.unacknowledged == 0
-    written = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic).values()) - before
+    written = sum(end_offsets(test_job.bootstrap.split(","), test_job.topic,
+                                 test_job.kafka_login).values()) - before
     delivered = _deliveries_by_producer(test_job)
     assert set(delivered) == set(copies)
     # A post of two cities is a record per city: each copy wrote the same records.
@@ -213,9 +215,7 @@ def test_two_producer_copies_delivering_every_post_count_it_once(test_job, store
 
 def _deliveries_by_producer(test_job) -> Counter:
     """Records of the test topic per producer copy that wrote them (a plain replay names none)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(test_job.topic, bootstrap_servers=test_job.bootstrap.split(","),
+    consumer = kafka_consumer(test_job.topic, bootstrap=test_job.bootstrap.split(","),
                              auto_offset_reset="earliest", consumer_timeout_ms=5000,
                              enable_auto_commit=False)
     try:

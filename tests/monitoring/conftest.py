@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-import stack_guard
 from monitoring_fixture import KEYSPACE, hour_rows, window_rows
 from monitoring_helpers import BIN, load_generator
+from stack_clients import CASSANDRA_ADMIN, cassandra_connect, evilnet_command, grant_keyspace
 
-from evilnet.spark.store import CassandraStore, connect
+from evilnet.spark.store import CassandraStore
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +34,18 @@ class DashboardData:
 
 
 @pytest.fixture(scope="session")
-def dashboard_data(cassandra_host: str, generator) -> Iterator[DashboardData]:
-    """A fresh keyspace with the fixture, and the dashboards generated for it."""
-    cluster, session = connect([cassandra_host])
+def dashboard_data(stack, cassandra_host: str, generator) -> Iterator[DashboardData]:
+    """A fresh keyspace with the fixture, and the dashboards generated for it (as the
+    Cassandra admin: the keyspace is dropped, made and written here)."""
+    cluster, session = cassandra_connect([cassandra_host], inventory=stack, role=CASSANDRA_ADMIN)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}", timeout=120)
-        applied = subprocess.run([str(BIN / "evilnet"), "schema", "apply", "--cassandra",
-                                  cassandra_host, "--keyspace", KEYSPACE],
+        # The inventory's node, so the command logs in as the inventory's admin itself.
+        applied = subprocess.run([*evilnet_command(BIN / "evilnet", stack), "schema", "apply",
+                                  "--keyspace", KEYSPACE],
                                  capture_output=True, text=True, timeout=300, check=False)
         assert applied.returncode == 0, applied.stderr
+        grant_keyspace(session, KEYSPACE, stack)  # the dashboards read it as the reader
         store = CassandraStore(session, KEYSPACE)
         store.write_windows(window_rows(), datetime.now(UTC))
         store.write_hours(hour_rows())
@@ -53,5 +56,5 @@ def dashboard_data(cassandra_host: str, generator) -> Iterator[DashboardData]:
 
 
 @pytest.fixture(scope="session")
-def prometheus_url(stack) -> str:
-    return stack_guard.prometheus_url(stack)
+def prometheus_url(prometheus) -> str:
+    return prometheus.url

@@ -28,6 +28,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from stack_clients import LOCAL_INVENTORY
 from test_dashboard_queries import ALL_CITIES, CHOSEN, EXPECTED_CHOSEN, EXPECTED_TOP
 
 from evilnet.dashboards.panels import dashboards
@@ -53,20 +54,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _location_args(dashboard_data, cassandra_host: str, prometheus_url: str) -> list[str]:
-    return ["--cassandra", cassandra_host, "--keyspace", dashboard_data.keyspace,
-            "--prometheus", prometheus_url]
+def _location_args(dashboard_data) -> list[str]:
+    # The stack's Cassandra and Prometheus from its inventory (not by hand): the
+    # command then logs in to them with the inventory's logins where they are secured.
+    return ["-i", str(LOCAL_INVENTORY), "--keyspace", dashboard_data.keyspace]
 
 
 @pytest.fixture(scope="module")
-def page_url(dashboard_data, cassandra_host: str, prometheus_url: str,
-             tmp_path_factory) -> Iterator[str]:
+def page_url(dashboard_data, tmp_path_factory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("dashboards") / "serve.log"
     with log.open("w") as output:
         server = subprocess.Popen(
             [str(BIN / "evilnet"), "dashboards", "serve", "--port", str(port),
-             *_location_args(dashboard_data, cassandra_host, prometheus_url)],
+             *_location_args(dashboard_data)],
             stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -189,12 +190,11 @@ def test_every_panel_runs_its_grafana_panels_statement(browser, page_url: str,
 
 @pytest.mark.stack
 def test_render_writes_a_page_that_draws_offline_and_a_png_per_panel(
-        browser, dashboard_data, cassandra_host: str, prometheus_url: str,
-        tmp_path: Path) -> None:
+        browser, dashboard_data, tmp_path: Path) -> None:
     out = tmp_path / "render"
     result = subprocess.run(
         [str(BIN / "evilnet"), "dashboards", "render", "--out", str(out),
-         *_location_args(dashboard_data, cassandra_host, prometheus_url),
+         *_location_args(dashboard_data),
          *[arg for city in CHOSEN for arg in ("--city", city)],
          "--from", RANGE_FROM.isoformat(), "--to", RANGE_TO.isoformat()],
         capture_output=True, text=True, timeout=300, check=False)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from monitoring_helpers import BIN, MONITOR_ROOT, REPO_ROOT, promtool_test_rules
-from stack_guard import prometheus_query
 from supervised import running_programs, supervisorctl
 
 from evilnet.platform import footprint as fp
@@ -201,24 +200,24 @@ EXPORTER_PROGRAM = "footprint-exporter"
 
 
 @pytest.mark.stack
-def test_the_prometheus_host_runs_the_footprint_exporter(stack, prometheus_url: str) -> None:
+def test_the_prometheus_host_runs_the_footprint_exporter(stack, prometheus) -> None:
     """make up leaves the exporter running and scraped: every host's disk and the
     services' memory are in Prometheus, with the local inventory's limits."""
     monitor = stack.groups["prometheus"][0]
     assert EXPORTER_PROGRAM in running_programs(monitor)
     hosts = {host for group in stack.groups.values() for host in group}
-    limits = wait_for(lambda: prometheus_query(prometheus_url, names.DISK_LIMIT), 120,
+    limits = wait_for(lambda: prometheus.query(names.DISK_LIMIT), 120,
                       what="the footprint series in Prometheus", interval=5)
     expected = fp.parse_size(stack.var(monitor, "runtime_disk_limit", "runtime"))
     assert {r["metric"]["host"]: float(r["value"][1]) for r in limits} == dict.fromkeys(
         hosts, expected)
-    kafka = prometheus_query(prometheus_url, f'{names.MEMORY_USED}{{service="kafka"}}')
+    kafka = prometheus.query(f'{names.MEMORY_USED}{{service="kafka"}}')
     assert {r["metric"]["host"] for r in kafka} == set(stack.groups["kafka"])
 
 
 @pytest.mark.stack
 @pytest.mark.disruptive
-def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus_url: str,
+def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus,
                                                    tmp_path: Path) -> None:
     """zk1 given a disk limit of a quarter of what it uses now: the exporter's series
     reach the local Prometheus, and the disk alert becomes pending there (promtool above
@@ -249,20 +248,18 @@ def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus_url: str,
         stderr=subprocess.PIPE, text=True)
     try:
         # The limit this exporter serves (not the service's, until that one is stale).
-        wait_for(lambda: prometheus_query(
-            prometheus_url, f'{names.DISK_LIMIT}{{host="zk1"}} == {limit}'), 120,
-            what="the footprint series in Prometheus", interval=5)
-        hosts = {r["metric"]["host"] for r in prometheus_query(
-            prometheus_url, f"count by (host) ({names.DISK_USED})")}
+        wait_for(lambda: prometheus.query(f'{names.DISK_LIMIT}{{host="zk1"}} == {limit}'),
+                 120, what="the footprint series in Prometheus", interval=5)
+        hosts = {r["metric"]["host"]
+                 for r in prometheus.query(f"count by (host) ({names.DISK_USED})")}
         assert hosts == {host for group in stack.groups.values() for host in group}
-        assert prometheus_query(prometheus_url, f'{names.MEMORY_USED}{{service="kafka"}}')
-        pending = wait_for(lambda: prometheus_query(
-            prometheus_url, 'ALERTS{alertname="FootprintDiskAbove80Percent",host="zk1"}'),
-            90, what="FootprintDiskAbove80Percent for zk1", interval=5)
+        assert prometheus.query(f'{names.MEMORY_USED}{{service="kafka"}}')
+        pending = wait_for(lambda: prometheus.query(
+            'ALERTS{alertname="FootprintDiskAbove80Percent",host="zk1"}'), 90,
+            what="FootprintDiskAbove80Percent for zk1", interval=5)
         assert pending[0]["metric"]["alertstate"] in ("pending", "firing")
         # The other hosts keep the local inventory's 2g: no alert for them.
-        others = prometheus_query(
-            prometheus_url, 'ALERTS{alertname="FootprintDiskAbove80Percent",host!="zk1"}')
+        others = prometheus.query('ALERTS{alertname="FootprintDiskAbove80Percent",host!="zk1"}')
         assert others == []
     finally:
         exporter.send_signal(signal.SIGTERM)

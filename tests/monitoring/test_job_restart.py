@@ -10,7 +10,6 @@ import pytest
 import requests
 from monitoring_helpers import prometheus_targets
 from prometheus_client.parser import text_string_to_metric_families
-from stack_guard import prometheus_query
 from supervised import service_pid
 
 from evilnet.schema import JOB_QUERIES
@@ -31,7 +30,7 @@ def _by_query(samples: dict, name: str) -> dict[str, float]:
             if metric == name}
 
 
-def test_a_killed_driver_serves_its_series_before_its_first_batch(stack, prometheus_url,
+def test_a_killed_driver_serves_its_series_before_its_first_batch(stack, prometheus,
                                                                   generator) -> None:
     host = stack.groups["spark_master"][0]
     job = stack.var(host, "stream_job_name", "stream_job")
@@ -58,12 +57,12 @@ def test_a_killed_driver_serves_its_series_before_its_first_batch(stack, prometh
     # Once Prometheus has scraped the new driver, the lag and batch-duration panels answer
     # for both queries (first batch or not).
     wait_for(lambda: {s["metric"]["query"]: float(s["value"][1])
-                      for s in prometheus_query(prometheus_url, STARTED)} == started, 90,
+                      for s in prometheus.query(STARTED)} == started, 90,
              what="Prometheus to scrape the restarted driver", interval=3)
     expressions = [(panel["title"], target["expr"]) for panel, target in
                    prometheus_targets(generator.dashboards()["pipeline-health.json"])
                    if END_OFFSET in target["expr"] or target["expr"] == BATCH_DURATION]
     assert len(expressions) == 2, "the lag and batch-duration panels"
     for title, expr in expressions:
-        series = prometheus_query(prometheus_url, expr)
+        series = prometheus.query(expr)
         assert {s["metric"]["query"] for s in series} == set(JOB_QUERIES), title

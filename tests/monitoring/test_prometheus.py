@@ -6,9 +6,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-import requests
 from monitoring_helpers import MONITOR_ROOT, REPO_ROOT, prometheus_targets
-from stack_guard import prometheus_query
+from stack_clients import Prometheus
 
 from evilnet.platform.inventory import deployed_shards
 from evilnet.schema import JOB_QUERIES
@@ -28,16 +27,16 @@ MAY_BE_EMPTY = ("evilnet_producer_dead_letters_total", "evilnet_producer_reconne
 SCRAPES = 90
 
 
-def api(url: str, path: str, **params) -> dict:
-    response = requests.get(f"{url}/api/v1/{path}", params=params, timeout=10)
+def api(prometheus: Prometheus, path: str, **params) -> dict:
+    response = prometheus.get(path, **params)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "success", body
     return body["data"]
 
 
-def test_every_scrape_target_is_up(prometheus_url: str, stack) -> None:
+def test_every_scrape_target_is_up(prometheus, stack) -> None:
     def targets_when_all_up() -> list[dict]:
-        targets = api(prometheus_url, "targets", state="active")["activeTargets"]
+        targets = api(prometheus, "targets", state="active")["activeTargets"]
         return [] if any(t["health"] != "up" for t in targets) else targets
 
     targets = wait_for(targets_when_all_up, SCRAPES, what="every scrape target up", interval=5)
@@ -65,7 +64,7 @@ def test_status_counts_prometheus_targets_and_shows_the_simulator(stack) -> None
     assert "grafana" not in checks  # the server is skipped on our machines
 
 
-def test_every_prometheus_panel_expression_answers(prometheus_url: str, generator) -> None:
+def test_every_prometheus_panel_expression_answers(prometheus, generator) -> None:
     dashboards = generator.dashboards()
     expressions = [(panel["title"], target["expr"]) for board in dashboards.values()
                    for panel, target in prometheus_targets(board)]
@@ -75,7 +74,7 @@ def test_every_prometheus_panel_expression_answers(prometheus_url: str, generato
 
     def empty() -> list[tuple[str, str]]:
         return [(title, expr) for title, expr in required
-                if not api(prometheus_url, "query", query=expr)["result"]]
+                if not api(prometheus, "query", query=expr)["result"]]
 
     # Right after a restart of a scraped service its series come with the next scrape.
     try:
@@ -85,21 +84,21 @@ def test_every_prometheus_panel_expression_answers(prometheus_url: str, generato
         pytest.fail(f"expressions without any series on the running stack: {empty()}")
 
 
-def test_the_job_lag_and_batch_duration_are_measured(prometheus_url: str, generator) -> None:
+def test_the_job_lag_and_batch_duration_are_measured(prometheus, generator) -> None:
     lag = next(target["expr"] for panel, target in
            prometheus_targets(generator.dashboards()["pipeline-health.json"])
            if panel["title"] == "Consumer lag of the stream job")
-    series = wait_for(lambda: len(found := prometheus_query(prometheus_url, lag))
+    series = wait_for(lambda: len(found := prometheus.query(lag))
                       == len(JOB_QUERIES) and found, SCRAPES,
                       what="the job's lag for each query", interval=5)
     assert {s["metric"]["query"] for s in series} == {"windows", "hours"}
     assert all(float(s["value"][1]) >= 0 for s in series)
-    trigger = api(prometheus_url, "query", query="evilnet_job_trigger_seconds")["result"]
+    trigger = api(prometheus, "query", query="evilnet_job_trigger_seconds")["result"]
     assert {float(s["value"][1]) for s in trigger} == {60.0}
 
 
-def test_alert_rules_are_loaded(prometheus_url: str) -> None:
-    groups = api(prometheus_url, "rules")["groups"]
+def test_alert_rules_are_loaded(prometheus) -> None:
+    groups = api(prometheus, "rules")["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
     assert {"TargetDown", "KafkaUnderReplicatedPartitions", "StreamJobLagging",
             "StreamJobBatchesSlowerThanTrigger", "ProducerDeadLetters",

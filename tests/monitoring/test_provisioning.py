@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 from monitoring_helpers import MONITOR_ROOT, REPO_ROOT
+from stack_clients import local_inventory
 
 from evilnet.platform.playbook import run_playbook
 
@@ -44,7 +45,9 @@ def test_datasources_provisioning_loads(generator) -> None:
     assert cassandra["type"] == generator.CASSANDRA_PLUGIN == "hadesarchitect-cassandra-datasource"
     assert cassandra["url"] == "127.0.1.6:9042" and cassandra["jsonData"]["keyspace"] == "evilnet"
     prometheus = by_uid[generator.PROMETHEUS.uid]
-    assert prometheus["type"] == "prometheus" and prometheus["url"] == "http://127.0.1.10:9090"
+    # https where the local Prometheus is secured (prometheus_security_enabled), else http.
+    assert prometheus["type"] == "prometheus" and prometheus["url"] == (
+        local_inventory().prometheus_url("monitor"))
     assert prometheus["isDefault"] is True
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from jenkins_steps import run_jenkins_steps
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+from stack_clients import evilnet_command, kafka_consumer
 from supervised import service_pid
 
 from evilnet.contracts import TWEETS_TOPIC
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.disruptive]
 
 
 def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = kafka_consumer(bootstrap=bootstrap)
     try:
         partitions = [TopicPartition(TWEETS_TOPIC, p)
                       for p in consumer.partitions_for_topic(TWEETS_TOPIC)]
@@ -41,7 +42,7 @@ def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
 def _cities_since(bootstrap: str, offsets: dict[TopicPartition, int], want: set[str],
                   timeout: float = 60) -> set[str]:
     """City keys of the records written after ``offsets``, until ``want`` are all seen."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(bootstrap=bootstrap, enable_auto_commit=False)
     consumer.assign(list(offsets))
     for partition, offset in offsets.items():
         consumer.seek(partition, offset)
@@ -61,17 +62,18 @@ def _cities_since(bootstrap: str, offsets: dict[TopicPartition, int], want: set[
     return seen
 
 
-def _cities_in_cassandra(cassandra: str, since: datetime, want: set[str],
+def _cities_in_cassandra(stack: Inventory, since: datetime, want: set[str],
                          timeout: float = 300) -> set[str]:
     """Cities of the 5-minute windows that start at or after ``since`` (the stream job
-    `make up` runs writes them), once ``want`` are all there or the timeout passed.
+    `make up` runs writes them to the inventory's Cassandra, which `evilnet query` reads
+    with the inventory's login), once ``want`` are all there or the timeout passed.
 
     Such a window holds only posts created after ``since``: the simulator stamps posts
     with the time it sends them.
     """
     def cities() -> set[str]:
         result = subprocess.run(
-            [str(BIN / "evilnet"), "query", "windows", "--cassandra", cassandra,
+            [*evilnet_command(BIN / "evilnet", stack), "query", "windows",
              "--from", since.isoformat(), "--to", (since + timedelta(hours=1)).isoformat(),
              "--format", "json"], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
@@ -131,8 +133,7 @@ def test_jenkins_steps_roll_out_producers_and_one_more_city_restarts_one_shard(
         # out: the default plan's St. John's stopped with the first rollout, Halifax came
         # with the second. (Checked last: the job's next 1-minute trigger overlaps the
         # second rollout instead of being waited for alone.)
-        cassandra = stack.address(stack.groups["cassandra"][0])
-        assert _cities_in_cassandra(cassandra, _next_minute(rolled_out_at),
+        assert _cities_in_cassandra(stack, _next_minute(rolled_out_at),
                                     wanted | {"Halifax"}) == wanted | {"Halifax"}
     finally:
         # Back to the default plan `make up` deploys.

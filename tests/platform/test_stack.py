@@ -6,10 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from cassandra.cluster import Cluster
-from kafka import KafkaConsumer
-from kafka.admin import KafkaAdminClient
+from stack_clients import cassandra_connect, kafka_admin, kafka_client_config, kafka_consumer
 from supervised import REPO_ROOT, running_programs
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
@@ -20,12 +19,13 @@ from evilnet.platform.inventory import Inventory
 def test_zookeeper_has_three_nodes_and_one_leader(stack: Inventory) -> None:
     nodes = [(stack.address(h), int(stack.var(h, "zookeeper_client_port", "zookeeper")))
              for h in stack.groups["zookeeper"]]
-    modes = sorted(health.zookeeper_mode(host, port) for host, port in nodes)
+    tls = stack.zookeeper_tls()  # the controller's certificate where ZooKeeper needs one
+    modes = sorted(health.zookeeper_mode(host, port, tls) for host, port in nodes)
     assert modes == ["follower", "follower", "leader"]
 
 
 def test_two_kafka_brokers_are_registered(stack: Inventory) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap())
+    admin = kafka_admin(inventory=stack)
     try:
         brokers = {broker["broker_id"]: (broker["host"], broker["port"])
                    for broker in admin.describe_cluster()["brokers"]}
@@ -38,7 +38,7 @@ def test_two_kafka_brokers_are_registered(stack: Inventory) -> None:
 
 
 def test_tweets_topic_is_replicated_on_both_brokers_and_in_sync(stack: Inventory) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap())
+    admin = kafka_admin(inventory=stack)
     try:
         topics = {t["name"]: t for t in admin.describe_topics([TWEETS_TOPIC, DEAD_LETTER_TOPIC])}
     finally:
@@ -54,36 +54,46 @@ def test_tweets_topic_is_replicated_on_both_brokers_and_in_sync(stack: Inventory
 
 def test_cassandra_answers_cql(stack: Inventory) -> None:
     host = stack.address(stack.groups["cassandra"][0])
-    cluster = Cluster([host], protocol_version=5)
+    cluster, session = cassandra_connect([host], inventory=stack)  # the reader: it only reads
     try:
-        row = cluster.connect().execute("SELECT release_version FROM system.local").one()
+        row = session.execute("SELECT release_version FROM system.local").one()
     finally:
         cluster.shutdown()
     assert row.release_version.startswith("5.0.")
 
 
 def test_spark_master_lists_every_worker_alive(stack: Inventory) -> None:
-    master = stack.groups["spark_master"][0]
-    status = health.spark_master_status(
-        f"http://{stack.address(master)}:{stack.var(master, 'spark_master_webui_port', 'spark')}")
+    # HTTPS on its TLS port, verified with the inventory's CA, where Spark is secured.
+    status = health.spark_master_status(stack.spark_master_ui(), stack.spark_ui_cafile())
     alive = sorted(w["host"] for w in status["workers"] if w["state"] == "ALIVE")
     assert status["status"] == "ALIVE"
     assert alive == sorted(stack.address(w) for w in stack.groups["spark_workers"])
 
 
-def test_a_spark_job_runs_on_the_worker_and_round_trips_kafka(stack: Inventory) -> None:
-    """Submitted to the master, executed on the worker, through the staged connector."""
+def test_a_spark_job_runs_on_the_worker_and_round_trips_kafka(stack: Inventory,
+                                                              tmp_path: Path) -> None:
+    """Submitted to the master, executed on the worker, through the staged connector.
+
+    On a secured stack: the master's conf directory (its 0600 spark-defaults.conf)
+    gives spark-submit the cluster's secret and TLS settings, as it gives the stream
+    job; the job logs in to Kafka as the admin (its smoke topics are outside the
+    pipeline's ACLs) from a 0600 client properties file, and verifies its driver's
+    HTTPS UI with the inventory's CA."""
     master = stack.address(stack.groups["spark_master"][0])
     workers = sorted(stack.address(w) for w in stack.groups["spark_workers"])
     master_root = REPO_ROOT / ".run" / "hosts" / stack.groups["spark_master"][0]
     spark_home = next((master_root / "venv" / "lib").glob("python3*/site-packages/pyspark"))
     records = 200
+    login = kafka_client_config(tmp_path, stack)
+    cafile = stack.spark_ui_cafile()
+    secured = [*(["--kafka-client-config", str(login)] if login else []),
+               *(["--ui-cafile", cafile] if cafile else [])]
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "spark" / "submit.py"), "--spark-home", str(spark_home),
          "--conf-dir", str(master_root / "etc" / "spark"), "--master", f"spark://{master}:7077",
          "--bootstrap-servers", stack.kafka_bootstrap(), "--input-topic", "evilnet.smoke.in",
          "--output-topic", "evilnet.smoke.out", "--",
-         "--mode", "stream", "--records", str(records),
+         "--mode", "stream", "--records", str(records), *secured,
          *[arg for worker in workers for arg in ("--expect-worker", worker)]],
         capture_output=True, text=True, timeout=600, check=False)
     verdict = json.loads(result.stdout.strip().splitlines()[-1].removeprefix("SMOKE_RESULT "))
@@ -94,8 +104,8 @@ def test_a_spark_job_runs_on_the_worker_and_round_trips_kafka(stack: Inventory) 
     assert {t["local_ip"] for t in verdict["placement"]["task_locations"]} <= set(workers)
 
     # What the job wrote, read back independently of Spark.
-    consumer = KafkaConsumer("evilnet.smoke.out", bootstrap_servers=stack.kafka_bootstrap(),
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = kafka_consumer("evilnet.smoke.out", inventory=stack,
+                              auto_offset_reset="earliest", consumer_timeout_ms=10_000)
     try:
         sequence = sorted(json.loads(m.value)["seq"] for m in consumer
                           if m.key and m.key.decode() == verdict["run_id"])

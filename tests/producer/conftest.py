@@ -1,6 +1,7 @@
 """Fixtures of the producer tests: the X API simulator on a real socket, and configs.
 
-Kafka comes from the suite's `kafka_bootstrap` fixture (tests/conftest.py)."""
+Kafka comes from the suite's `kafka_bootstrap` fixture (tests/conftest.py); a config's
+Kafka part on the stack, with its login, from `producer_kafka`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from producer_helpers import RULES, TOKEN, Simulator
+from stack_clients import kafka_client_config
 
 from evilnet.producer.simulator import XApiSimulator
 
@@ -42,3 +44,15 @@ def producer_config(tmp_path: Path, simulator: Simulator, token_env: str) -> dic
         "metrics_port": 0,
         "reconnect_time_scale": 0.05,  # stall timeout 1 s
     }
+
+
+@pytest.fixture(scope="session")
+def producer_kafka(stack, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The Kafka part of a producer config on the stack: the brokers and, on a secured
+    Kafka, ``kafka_client_config`` naming a 0600 client properties file, the form the
+    producer role renders (docs/security.md, "Clients"). Its principal is the admin,
+    not the producers': the tests write topics of their own, which the producer
+    principal's ACLs (``tweets`` and its dead letters only) refuse."""
+    login = kafka_client_config(tmp_path_factory.mktemp("kafka-login"), stack)
+    return {"kafka_bootstrap_servers": kafka_bootstrap,
+            **({"kafka_client_config": str(login)} if login else {})}

@@ -18,13 +18,14 @@ pytestmark = pytest.mark.stack
 
 
 def test_real_lines_reach_kafka_as_records_and_dead_letters(
-        tmp_path: Path, kafka_bootstrap: str, topics: tuple[str, str]) -> None:  # noqa: F811
+        tmp_path: Path, kafka_bootstrap: str, producer_kafka: dict,
+        topics: tuple[str, str]) -> None:  # noqa: F811
     retagged = [_with_our_tags(LINES[n - 1]) if n != 8 else LINES[n - 1]
                 for n in range(1, 20)]
     path = tmp_path / "real-lines.jsonl"
     path.write_bytes(b"\n".join([*LINES, *retagged]) + b"\n")
 
-    replay = _replay(path, kafka_bootstrap, topics)
+    replay = _replay(path, producer_kafka, topics)
     out, logs = replay.communicate(timeout=300)
 
     assert replay.returncode == 0, logs.decode()[-2000:]

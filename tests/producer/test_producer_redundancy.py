@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from producer_helpers import RULES, TOKEN, Simulator, wait_until, write_config
+from stack_clients import inventory_options
 from test_producer_stack import (  # noqa: F401 (topics: the fixture of the stack tests)
     EVILNET,
     expected_records,
@@ -47,6 +48,7 @@ def enterprise_simulator() -> Iterator[Simulator]:
 
 def test_the_report_finds_each_connections_recall_and_every_post_reaches_kafka(
         tmp_path: Path, enterprise_simulator: Simulator, token_env: str, kafka_bootstrap: str,
+        producer_kafka: dict,
         topics: tuple[str, str]) -> None:  # noqa: F811
     simulator = enterprise_simulator
     started = datetime.now(UTC)
@@ -59,7 +61,7 @@ def test_the_report_finds_each_connections_recall_and_every_post_reaches_kafka(
     for producer_id, (connection, _, _) in DROPS.items():
         config = write_config(tmp_path / f"{producer_id}.yaml", shard="test-01",
                               producer_id=producer_id, rules=RULES,
-                              kafka_bootstrap_servers=kafka_bootstrap,
+                              **producer_kafka,
                               tweets_topic=topics[0], dead_letter_topic=topics[1],
                               bearer_token_env=token_env, x_api_base_url=simulator.base_url,
                               metrics_port=0, reconnect_time_scale=0.05)
@@ -92,9 +94,11 @@ def test_the_report_finds_each_connections_recall_and_every_post_reaches_kafka(
     assert all(r.received_at is not None and r.received_at >= r.created_at for r in records)
 
     report = subprocess.run(
-        [*EVILNET, "fidelity", "--from", (started - timedelta(seconds=1)).isoformat(),
+        # The inventory's brokers (kafka_bootstrap), so the report logs in by itself.
+        [*EVILNET, *inventory_options(), "fidelity",
+         "--from", (started - timedelta(seconds=1)).isoformat(),
          "--to", (datetime.now(UTC) + timedelta(seconds=1)).isoformat(), "--format", "json",
-         "--bootstrap-servers", kafka_bootstrap, "--topic", topics[0]],
+         "--topic", topics[0]],
         capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     rows = {row["producer"]: row for row in json.loads(report.stdout)}
@@ -116,6 +120,7 @@ def test_the_report_finds_each_connections_recall_and_every_post_reaches_kafka(
 
 def test_a_stalled_connection_shows_as_delay_not_as_loss(
         tmp_path: Path, enterprise_simulator: Simulator, token_env: str, kafka_bootstrap: str,
+        producer_kafka: dict,
         topics: tuple[str, str]) -> None:  # noqa: F811
     simulator = enterprise_simulator
     started = datetime.now(UTC)
@@ -125,7 +130,7 @@ def test_a_stalled_connection_shows_as_delay_not_as_loss(
         # A stall timeout of 10 s: the 2-s stall below is congestion, not a dead stream.
         config = write_config(tmp_path / f"{name}.yaml", shard="test-01",
                               producer_id=f"test-01@{name}", rules=RULES,
-                              kafka_bootstrap_servers=kafka_bootstrap,
+                              **producer_kafka,
                               tweets_topic=topics[0], dead_letter_topic=topics[1],
                               bearer_token_env=token_env, x_api_base_url=simulator.base_url,
                               metrics_port=0, reconnect_time_scale=0.5)
@@ -146,9 +151,11 @@ def test_a_stalled_connection_shows_as_delay_not_as_loss(
     assert simulator.state()["connections_opened"] == 2
 
     report = subprocess.run(
-        [*EVILNET, "fidelity", "--from", (started - timedelta(seconds=1)).isoformat(),
+        # The inventory's brokers (kafka_bootstrap), so the report logs in by itself.
+        [*EVILNET, *inventory_options(), "fidelity",
+         "--from", (started - timedelta(seconds=1)).isoformat(),
          "--to", (datetime.now(UTC) + timedelta(seconds=1)).isoformat(), "--format", "json",
-         "--bootstrap-servers", kafka_bootstrap, "--topic", topics[0]],
+         "--topic", topics[0]],
         capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     rows = {row["producer"]: row for row in json.loads(report.stdout)}

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic
 from producer_helpers import TOKEN, Simulator, free_port, wait_until, write_config
+from stack_clients import kafka_admin, kafka_consumer
 
 from evilnet.contracts import (
     ACCESS_LEVELS,
@@ -47,7 +48,7 @@ LIMIT = 256 * 1024
 def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:
     prefix = f"test-producer-{uuid.uuid4().hex[:8]}"
     names = (f"{prefix}.tweets", f"{prefix}.dead-letter")
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="producer-tests")
+    admin = kafka_admin(kafka_bootstrap, client_id="producer-tests")
     admin.create_topics([NewTopic(name, 3, 2, topic_configs={"min.insync.replicas": "2"})
                          for name in names])
     yield names
@@ -58,8 +59,8 @@ def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:
 def read_topic(bootstrap: str, topic: str, *, at_least: int = 0,
                timeout: float = 60) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` (after waiting for ``at_least`` of them)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed")
+    consumer = kafka_consumer(bootstrap=bootstrap, enable_auto_commit=False,
+                              isolation_level="read_committed")
     try:
         def partition_ends() -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
             partitions = [TopicPartition(topic, p)
@@ -81,7 +82,7 @@ def read_topic(bootstrap: str, topic: str, *, at_least: int = 0,
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = kafka_consumer(bootstrap=bootstrap)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return sum(consumer.end_offsets(partitions).values()) if partitions else 0
@@ -128,10 +129,11 @@ def stop(process: subprocess.Popen, timeout: float = 90) -> tuple[int, str, str]
 # --- the stream service ------------------------------------------------------------
 
 def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, producer_config: dict,
-                                    kafka_bootstrap: str, topics: tuple[str, str]) -> None:
+                                    kafka_bootstrap: str,
+                                    producer_kafka: dict, topics: tuple[str, str]) -> None:
     metrics_port = free_port()
     config = write_config(tmp_path / "producer.yaml", **{
-        **producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
+        **producer_config, **producer_kafka,
         "tweets_topic": topics[0], "dead_letter_topic": topics[1],
         "metrics_host": "127.0.0.1", "metrics_port": metrics_port})
 
@@ -139,7 +141,7 @@ def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, produc
     wait_until(lambda: simulator.state()["posts_sent"] >= 300, what="300 posts")
 
     def rewrite(rules: list[dict]) -> None:
-        write_config(config, **{**producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
+        write_config(config, **{**producer_config, **producer_kafka,
                                 "tweets_topic": topics[0], "dead_letter_topic": topics[1],
                                 "metrics_host": "127.0.0.1", "metrics_port": metrics_port,
                                 "rules": rules})
@@ -194,10 +196,11 @@ def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, produc
 
 def test_faults_lose_no_post_sent_after_the_reconnect(
         tmp_path: Path, simulator: Simulator, producer_config: dict, kafka_bootstrap: str,
+        producer_kafka: dict,
         topics: tuple[str, str]) -> None:
     metrics_port = free_port()
     config = write_config(tmp_path / "producer.yaml", **{
-        **producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
+        **producer_config, **producer_kafka,
         "tweets_topic": topics[0], "dead_letter_topic": topics[1], "reconnect_time_scale": 0.02,
         "metrics_host": "127.0.0.1", "metrics_port": metrics_port})
     producer = start("produce", "--config", str(config))
@@ -233,10 +236,11 @@ def test_faults_lose_no_post_sent_after_the_reconnect(
 
 def test_a_refused_token_stops_the_producer_with_a_clear_message(
         tmp_path: Path, simulator: Simulator, producer_config: dict, kafka_bootstrap: str,
+        producer_kafka: dict,
         topics: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(producer_config["bearer_token_env"], "revoked-token-1234")
     config = write_config(tmp_path / "producer.yaml", **{
-        **producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
+        **producer_config, **producer_kafka,
         "tweets_topic": topics[0], "dead_letter_topic": topics[1]})
 
     result = subprocess.run([*EVILNET, "produce", "--config", str(config)], capture_output=True,
@@ -261,18 +265,21 @@ def big_replay_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _replay(path: Path, bootstrap: str, topics: tuple[str, str], *extra: str,
+def _replay(path: Path, kafka: dict, topics: tuple[str, str], *extra: str,
             **popen) -> subprocess.Popen:
+    """``evilnet replay`` of ``path`` with a config whose Kafka part is ``kafka``
+    (the producer_kafka fixture's)."""
     config = path.with_suffix(".yaml")
     write_config(config, shard="replay-test", rules=[{"value": "x", "tag": "city=Laval;topic=x"}],
-                 kafka_bootstrap_servers=bootstrap, bearer_token_env="UNUSED_IN_REPLAY",
+                 **kafka, bearer_token_env="UNUSED_IN_REPLAY",
                  tweets_topic=topics[0], dead_letter_topic=topics[1])
     return start("replay", str(path), "--config", str(config), *extra, **popen)
 
 
 def test_sigterm_during_a_fast_replay_leaves_what_was_read_in_kafka_exactly_once(
-        big_replay_file: Path, kafka_bootstrap: str, topics: tuple[str, str]) -> None:
-    replay = _replay(big_replay_file, kafka_bootstrap, topics)
+        big_replay_file: Path, kafka_bootstrap: str,
+        producer_kafka: dict, topics: tuple[str, str]) -> None:
+    replay = _replay(big_replay_file, producer_kafka, topics)
     wait_until(lambda: topic_size(kafka_bootstrap, topics[0]) >= 5000, timeout=120,
                what="the replay to be well under way")
     code, out, logs = stop(replay)
@@ -285,7 +292,7 @@ def test_sigterm_during_a_fast_replay_leaves_what_was_read_in_kafka_exactly_once
     assert as_records(read_topic(kafka_bootstrap, topics[0])) == expected
 
     # Resuming after lines_read completes the file, still without a duplicate.
-    resumed = _replay(big_replay_file, kafka_bootstrap, topics, "--skip",
+    resumed = _replay(big_replay_file, producer_kafka, topics, "--skip",
                       str(summary["lines_read"]))
     out, logs = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, logs.decode()[-2000:]
@@ -293,7 +300,8 @@ def test_sigterm_during_a_fast_replay_leaves_what_was_read_in_kafka_exactly_once
 
 
 def test_malformed_lines_land_in_the_dead_letter_topic_and_the_replay_goes_on(
-        tmp_path: Path, kafka_bootstrap: str, topics: tuple[str, str]) -> None:
+        tmp_path: Path, kafka_bootstrap: str,
+        producer_kafka: dict, topics: tuple[str, str]) -> None:
     good = [json.dumps(post, ensure_ascii=False).encode() for post in synthesize(
         synthetic_rules(["Montréal"], ["hockey"]), posts=3, seed=1)]
     post = json.loads(good[0])
@@ -311,7 +319,7 @@ def test_malformed_lines_land_in_the_dead_letter_topic_and_the_replay_goes_on(
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b"\n".join([good[0], *malformed.values(), good[1], *noise, good[2]]) + b"\n")
 
-    replay = _replay(path, kafka_bootstrap, topics)
+    replay = _replay(path, producer_kafka, topics)
     out, logs = replay.communicate(timeout=120)
 
     assert replay.returncode == 0, logs.decode()[-2000:]
@@ -335,12 +343,13 @@ def test_malformed_lines_land_in_the_dead_letter_topic_and_the_replay_goes_on(
 
 
 def test_replay_paced_by_rate_takes_the_time_it_should(tmp_path: Path, kafka_bootstrap: str,
+                                                       producer_kafka: dict,
                                                        topics: tuple[str, str]) -> None:
     path = tmp_path / "few.jsonl"
     path.write_text("".join(json.dumps(post) + "\n" for post in synthesize(
         synthetic_rules(["Laval"], ["snow"]), posts=40, seed=2)))
 
-    replay = _replay(path, kafka_bootstrap, topics, "--rate", "20")
+    replay = _replay(path, producer_kafka, topics, "--rate", "20")
     out, logs = replay.communicate(timeout=60)
 
     assert replay.returncode == 0, logs.decode()[-2000:]

@@ -18,11 +18,11 @@ pytestmark = pytest.mark.stack
 
 
 def test_a_usage_cap_stops_the_retries_until_sighup(
-        tmp_path: Path, simulator: Simulator, producer_config: dict, kafka_bootstrap: str,
+        tmp_path: Path, simulator: Simulator, producer_config: dict, producer_kafka: dict,
         topics: tuple[str, str]) -> None:  # noqa: F811
     metrics_port = free_port()
     config = write_config(tmp_path / "producer.yaml", **{
-        **producer_config, "kafka_bootstrap_servers": kafka_bootstrap,
+        **producer_config, **producer_kafka,
         "tweets_topic": topics[0], "dead_letter_topic": topics[1],
         "metrics_host": "127.0.0.1", "metrics_port": metrics_port})
 
