@@ -30,7 +30,9 @@ def test_production_datasources_name_every_cassandra_node_and_prometheus(tmp_pat
     assert prometheus["secureJsonData"] == {
         "basicAuthPassword": "$__file{/opt/evilnet/etc/grafana/prometheus.password}",
         "tlsCACert": "$__file{/opt/evilnet/etc/grafana/tls/ca.crt}"}
-    assert "secureJsonData" not in by_uid[generator.CASSANDRA.uid]  # no password set
+    # The Cassandra reader's password too: a 0600 file, never this 0640 one.
+    assert by_uid[generator.CASSANDRA.uid]["secureJsonData"] == {
+        "password": "$__file{/opt/evilnet/etc/grafana/cassandra.password}"}
 
 
 def test_production_dashboard_provider_loads(tmp_path: Path) -> None:
@@ -45,7 +47,7 @@ def test_production_reads_cassandra_over_tls_as_the_read_only_role(tmp_path: Pat
                                                                     generator) -> None:
     # Production's Cassandra is secured (cassandra_security_enabled, the default): the
     # plugin's TLS options (3.3.0 pkg/settings.go) with the inventory's CA bundle, and
-    # the role that may only SELECT. Its password is rendered by the no_log task only.
+    # the role that may only SELECT. Its password is in a file of its own (above).
     from evilnet.cassandra_clients import READER
 
     target = tmp_path / "datasources.yaml"
