@@ -374,8 +374,9 @@ def tls_client_verdict(address: str, port: int, greeting: bytes = b"\0" * 16, *,
             return "not TLS"
 
 
-def stranger_certificate(directory: Path) -> tuple[Path, Path]:
-    """A client certificate and key of a CA the inventory does not trust."""
+def stranger_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A client certificate, its key and its CA's certificate: a CA the inventory
+    does not trust."""
     from evilnet.platform import pki
 
     stranger = pki.Authority(directory, "stranger")
@@ -383,7 +384,7 @@ def stranger_certificate(directory: Path) -> tuple[Path, Path]:
     request = pki.Request("", "intruder", "evilnet-controller", ("evilnet-controller",), ())
     stranger.issue([request], store_password="stranger-password", days=2, renew_within=1)
     files = stranger.paths(request)
-    return files["crt"], files["key"]
+    return files["crt"], files["key"], stranger.ca_cert_path
 
 
 def zookeeper_connect_request() -> bytes:
@@ -551,7 +552,7 @@ def probe_jmx(address: str, port: int, context: Context) -> Verdict:
     result = subprocess.run(["nice", "-n", "19", context.java, str(JMX_PROBE), address,
                              str(port)], capture_output=True, text=True, timeout=120,
                             check=False)
-    said = (result.stdout.strip() or result.stderr.strip()[-300:]).replace("\n", " ")
+    said = (result.stdout.strip() or result.stderr.strip()[:300]).replace("\n", " ")
     return Verdict(result.returncode == 3, said)
 
 

@@ -262,6 +262,8 @@ class FileScan:
     """What a scan of files found, and what it read."""
 
     findings: list[Finding] = field(default_factory=list)
+    # The files that hold a secret and may: private, no log, not the plan.
+    private: list[Finding] = field(default_factory=list)
     # How many files were read whole.
     read: int = 0
     too_large: list[Path] = field(default_factory=list)
@@ -305,7 +307,8 @@ def scan_tree(roots: list[Path], values: dict[str, bytes], *, skip: tuple[Path, 
             why = ("a log" if _is_log(path)
                    else "the plan" if any(resolved.is_relative_to(p) for p in strict_places)
                    else "readable by others" if not is_private(path) else None)
-            scan.findings.extend(Finding(str(path), label, why) for label in held if why)
+            (scan.findings if why else scan.private).extend(
+                Finding(str(path), label, why or "private") for label in held)
     return scan
 
 
