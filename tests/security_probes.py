@@ -341,14 +341,22 @@ def unverified_context() -> ssl.SSLContext:
     return context
 
 
-def tls_client_verdict(address: str, port: int, greeting: bytes = b"\0" * 16, *,
+def tls_client_verdict(address: str, port: int, greeting: bytes | None = None, *,
                        cafile: str | None = None, cert: Path | None = None,
                        key: Path | None = None, wait: float = 3.0) -> str:
-    """What a TLS server does with a client (without a certificate, or with
-    ``cert``): "refused" (its alert ends the handshake or the first read: TLS 1.2 and
-    1.3 say no at different moments), "accepted" (the session stays open, waiting
-    for the client's greeting), "answered" (it replied to ``greeting``), or "not TLS"
-    (no TLS server answered: closed, reset, or not a TLS record)."""
+    """What a TLS server does with a client without a certificate (or with ``cert``):
+
+    - "refused": its alert ends the handshake (TLS 1.2) or comes at the first read
+      (TLS 1.3, where the client's side of the handshake ends before the server
+      judges its certificate);
+    - "accepted": the session stays open, the server waiting for the client;
+    - "answered": it replied to ``greeting`` (sent once the handshake is done);
+    - "closed after the handshake": it ended the session without an alert;
+    - "not TLS": no TLS server answered (closed, reset, or not a TLS record).
+
+    Without a greeting the client only listens: a refusing server's alert then meets
+    no unread data of the client (which could turn the server's close into a reset
+    that hides the alert)."""
     context = (ssl.create_default_context(cafile=cafile) if cafile else unverified_context())
     if cafile:
         context.check_hostname = False  # names are the per-service tests' business
@@ -359,15 +367,16 @@ def tls_client_verdict(address: str, port: int, greeting: bytes = b"\0" * 16, *,
             with context.wrap_socket(plain, server_hostname=address) as connection:
                 connection.settimeout(wait)
                 try:
-                    connection.sendall(greeting)
-                    return "answered" if connection.recv(4096) else "refused"
+                    if greeting:
+                        connection.sendall(greeting)
+                    return "answered" if connection.recv(4096) else "closed after the handshake"
                 except TimeoutError:
                     return "accepted"
                 except ssl.SSLError as error:
-                    return "refused" if "alert" in str(error).lower() else "not TLS"
+                    return ("refused" if "alert" in str(error).lower()
+                            else "closed after the handshake")
                 except (ConnectionResetError, BrokenPipeError):
-                    # The server's certificate was seen: a TLS server ended the session.
-                    return "refused"
+                    return "closed after the handshake"
         except ssl.SSLError as error:
             return "refused" if "alert" in str(error).lower() else "not TLS"
         except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
@@ -400,7 +409,7 @@ def probe_zookeeper_client(address: str, port: int, context: Context) -> Verdict
         plaintext = _recv_some(connection)
     if plaintext:
         return Verdict(False, "a plaintext client got a ConnectResponse")
-    verdict = tls_client_verdict(address, port, b"srvr")
+    verdict = tls_client_verdict(address, port)
     return Verdict(verdict == "refused",
                    f"plaintext: dropped; TLS without a certificate: {verdict}")
 
@@ -680,13 +689,14 @@ def probe_exporter(address: str, port: int, context: Context) -> Verdict:
     plain = _plain_http_status(address, port, "/metrics")
     if plain is not None and plain < 400:
         return Verdict(False, f"plain HTTP: {plain}, metrics served to anyone")
-    verdict = tls_client_verdict(address, port, b"GET /metrics HTTP/1.0\r\n\r\n")
+    verdict = tls_client_verdict(address, port)
     if verdict == "refused":
         return Verdict(True, f"plain HTTP: {plain or 'no HTTP answer'}; TLS without a "
                              "client certificate: refused")
-    if verdict == "answered":
+    if verdict == "accepted":  # TLS without a client certificate: a password, then?
         status = _http(address, port, "/metrics", tls=True)[0]
-        return Verdict(status in (401, 403), f"TLS without a certificate or password: {status}")
+        return Verdict(status in (401, 403), f"plain HTTP: {plain or 'no HTTP answer'}; "
+                                             f"TLS without a certificate or password: {status}")
     return Verdict(False, f"plain HTTP: {plain}; TLS without a certificate: {verdict}")
 
 

@@ -215,10 +215,22 @@ def test_the_tls_verdict_tells_refusal_from_acceptance_and_from_no_tls(certifica
         # Mutual TLS that refused everyone would pass the line above.
         assert tls_client_verdict(HERE, port, b"GET / HTTP/1.0\r\n\r\n", cert=crt,
                                   key=key) == "answered"
+        assert tls_client_verdict(HERE, port, cert=crt, key=key) == "accepted"
     with _tcp_server(_answer_http, _tls(certificate, require_client=False)) as port:
         assert tls_client_verdict(HERE, port, b"GET / HTTP/1.0\r\n\r\n") == "answered"
+        assert tls_client_verdict(HERE, port) == "accepted"
     with _tcp_server(lambda peer: peer.close()) as port:
         assert tls_client_verdict(HERE, port) == "not TLS"
+
+
+def test_the_exporter_probe_takes_a_password_over_tls_for_a_refusal(certificate) -> None:
+    def ask_a_password(peer: socket.socket) -> None:
+        peer.recv(4096)
+        peer.sendall(b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic\r\n\r\n")
+
+    with _tcp_server(ask_a_password, _tls(certificate, require_client=False)) as port:
+        verdict = probe_exporter(HERE, port, Context(None))
+    assert verdict.refused and "password: 401" in verdict.detail
 
 
 def test_the_exporter_probe_fails_on_plain_http_and_passes_on_mutual_tls(certificate) -> None:
