@@ -757,6 +757,16 @@ def probe_ssh(address: str, port: int, context: Context) -> Verdict:
     return Verdict(False, (result.stderr.strip() or f"exit {result.returncode}")[-200:])
 
 
+def probe_loopback_only(address: str, port: int, context: Context) -> Verdict:
+    """A host's loopback listener, from another host (the bed's hosts each have their
+    own network namespace): ``address`` is the host's own, where it must not answer."""
+    try:
+        _connect(address, port, timeout=3).close()
+    except ConnectionRefusedError:
+        return Verdict(True, f"unreachable from another host ({address}: connection refused)")
+    return Verdict(False, f"answers on {address} too")
+
+
 Probe = Callable[[str, int, Context], Verdict]
 PROBES: dict[str, Probe] = {
     "zookeeper-client": probe_zookeeper_client,
@@ -774,6 +784,7 @@ PROBES: dict[str, Probe] = {
     "x-api-simulator": probe_x_api_simulator,
     "local-secret": probe_local_secret,
     "ssh": probe_ssh,
+    "loopback-only": probe_loopback_only,
 }
 
 
@@ -803,6 +814,8 @@ class Row:
     probe: str | None
     result: str = "UNCOVERED"
     detail: str = ""
+    # Where the probe connects, when not where the socket is bound (probe_address).
+    target: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -820,7 +833,7 @@ def survey(inventory: Inventory, rows: list[Row], context: Context) -> list[Row]
         if row.probe is None:
             row.detail = "no probe covers this port"
             continue
-        address = probe_address(row.listener, inventory.address(row.host))
+        address = row.target or probe_address(row.listener, inventory.address(row.host))
         row.result, row.detail = run_probe(row.probe, address, row.listener.port, context)
     return rows
 

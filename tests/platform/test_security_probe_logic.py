@@ -31,6 +31,7 @@ from security_probes import (
     probe_exporter,
     probe_jmx,
     probe_local_secret,
+    probe_loopback_only,
     probe_spark_rpc,
     probe_x_api_simulator,
     scram_client_final,
@@ -289,6 +290,13 @@ def test_the_loopback_probe_passes_on_a_wrong_secret_refused_only() -> None:
         assert probe_local_secret(HERE, port, Context(None)).refused
     with _tcp_server(lambda peer: peer.sendall(b"!yv\n" + peer.recv(4096))) as port:
         assert not probe_local_secret(HERE, port, Context(None)).refused
+
+
+def test_a_listener_of_one_address_is_unreachable_at_another() -> None:
+    # The bed's loopback rows: the socket's address is not where another host connects.
+    with _tcp_server(lambda peer: peer.close()) as port:
+        assert probe_loopback_only("127.0.4.2", port, Context(None)).refused
+        assert not probe_loopback_only(HERE, port, Context(None)).refused
 
 
 def test_scram_client_final_matches_rfc_7677() -> None:
