@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import socket
 import ssl
 import struct
@@ -378,11 +377,20 @@ def test_the_scan_finds_a_secret_in_a_readable_file_a_log_or_the_plan_only(
 
 
 def test_the_process_scan_names_the_variable_never_the_value(tmp_path: Path) -> None:
-    values = {"spark/auth.secret": SECRET}
-    with _process(tmp_path, {"_SPARK_AUTH_SECRET": SECRET.decode(), "PATH": os.defpath}) \
-            as pid:
-        found = [item for item in secrets.scan_processes(values)
-                 if item.where.startswith(f"pid {pid} ")]
-    assert [(item.secret, item.why, item.variable) for item in found] == [
-        ("spark/auth.secret", "an environment", "_SPARK_AUTH_SECRET")]
-    assert SECRET.decode() not in found[0].where
+    # A /proc of two processes (this machine's own processes are none of this test's
+    # business): an executor with the secret in its environment, and a shell with it
+    # on its command line.
+    proc = tmp_path / "proc"
+    for pid, comm, cmdline, environ in (
+            ("4242", "java", b"java\0-cp\0/opt/spark/jars/*",
+             b"PATH=/usr/bin\0_SPARK_AUTH_SECRET=" + SECRET + b"\0HOME=/"),
+            ("4343", "sh", b"sh\0-c\0echo " + SECRET, b"PATH=/usr/bin\0")):
+        _write(proc / pid / "comm", comm.encode() + b"\n", 0o644)
+        _write(proc / pid / "cmdline", cmdline, 0o444)
+        _write(proc / pid / "environ", environ, 0o400)
+    (proc / "self").mkdir()
+    found = secrets.scan_processes({"spark/auth.secret": SECRET}, proc=proc)
+    assert sorted((item.where, item.why, item.variable) for item in found) == [
+        ("pid 4242 (java) environ _SPARK_AUTH_SECRET", "an environment", "_SPARK_AUTH_SECRET"),
+        ("pid 4343 (sh) cmdline", "a command line", None)]
+    assert all(SECRET.decode() not in item.where for item in found)
