@@ -714,35 +714,48 @@ def probe_x_api_simulator(address: str, port: int, context: Context) -> Verdict:
                    ", ".join(f"{who}: {status}" for who, status in answers.items()))
 
 
-# A wrong secret in the first bytes, safe to send to either loopback server of a
-# Spark JVM: pyspark's SocketAuthServer reads a length (16) and that many bytes and
-# answers "err"; a py4j server reads a line, no auth command, and refuses.
+# The loopback servers of a Spark host's driver and executors each want a secret
+# first, in its own dialect: pyspark's SocketAuthServer (JVM) a length and that many
+# bytes, answering "err" to a wrong one; py4j (the JVM's gateway, the Python side's
+# callback server) an auth command line, refused with "Authentication error" (JVM)
+# or by closing (Python); pyspark's AccumulatorServer (Python) the token's bytes,
+# closing on a wrong one. Every message starts with a length of 16, so that no
+# length-prefixed reader is asked to allocate more.
 _WRONG_SECRET = struct.pack(">i", 16) + b"x" * 15 + b"\n"
 _SOCKET_AUTH_ERROR = struct.pack(">i", 3) + b"err"
-# A py4j command (garbage-collect an object) that an unauthenticated py4j would obey ("!y").
+# A py4j command (garbage-collect an object) that an unauthenticated py4j obeys ("!y").
 _PY4J_COMMAND = b"g\nevilnet-security-probe\ne\n"
+# A wrong token longer than any of pyspark's (base64 of 32 bytes or so).
+_LONG_WRONG_TOKEN = struct.pack(">i", 16) + b"x" * 252
+
+
+def _exchange(address: str, port: int, message: bytes, wait: float = 3.0) -> bytes | None:
+    """What a server answers ``message`` with: b"" when it closes, None when it waits."""
+    try:
+        with _connect(address, port, timeout=wait) as connection:
+            connection.sendall(message)
+            return _recv_some(connection)
+    except TimeoutError:
+        return None
 
 
 def probe_local_secret(address: str, port: int, context: Context) -> Verdict:
-    try:
-        with _connect(address, port, timeout=3) as connection:
-            connection.sendall(_WRONG_SECRET)
-            first = _recv_some(connection)
-    except TimeoutError:
-        first = b"(no answer)"
-    if first.startswith(_SOCKET_AUTH_ERROR):
+    first = _exchange(address, port, _WRONG_SECRET)
+    if first is not None and first.startswith(_SOCKET_AUTH_ERROR):
         return Verdict(True, "a wrong secret: SocketAuthHelper's err")
-    if b"Authentication error" in first:
-        return Verdict(True, "no auth command: py4j's Authentication error")
-    try:
-        with _connect(address, port, timeout=3) as connection:
-            connection.sendall(_PY4J_COMMAND)
-            second = _recv_some(connection)
-    except TimeoutError:
-        second = b"(no answer)"
+    second = _exchange(address, port, _PY4J_COMMAND)
+    if any(answer and b"Authentication error" in answer for answer in (first, second)):
+        return Verdict(True, "a command without the token: py4j's Authentication error")
+    if second and second.startswith(b"!"):
+        return Verdict(False, f"py4j obeyed a command without the token ({second[:20]!r})")
     if second == b"":
-        return Verdict(True, "a py4j command without the token: connection closed unanswered")
-    return Verdict(False, f"answered without a secret: {first[:40]!r} / {second[:40]!r}")
+        return Verdict(True, "a py4j command without the token: closed unanswered")
+    third = _exchange(address, port, _LONG_WRONG_TOKEN)
+    if third == b"":
+        return Verdict(True, "a wrong token: closed unanswered (an AccumulatorServer's "
+                             "refusal)")
+    return Verdict(False, "answered without a secret: "
+                          f"{first!r:.40} / {second!r:.40} / {third!r:.40}")
 
 
 def probe_ssh(address: str, port: int, context: Context) -> Verdict:

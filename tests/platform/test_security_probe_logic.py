@@ -285,8 +285,30 @@ def test_the_loopback_probe_passes_on_a_wrong_secret_refused_only() -> None:
         peer.recv(length)
         peer.sendall(struct.pack(">i", 3) + b"err")
 
+    def accumulator_server(peer: socket.socket) -> None:  # pyspark's, a 44-byte token
+        received = b""
+        while len(received) < 44:
+            chunk = peer.recv(44 - len(received))
+            if not chunk:
+                return
+            received += chunk
+        if received != b"t" * 44:
+            return  # closed: the token is wrong
+        peer.sendall(b"\1")
+
+    def unauthenticated_py4j(peer: socket.socket) -> None:
+        lines = peer.makefile("rb")
+        if lines.readline() == b"g\n":
+            lines.readline(), lines.readline()
+            peer.sendall(b"!y\n")
+
     with _tcp_server(socket_auth) as port:
         assert probe_local_secret(HERE, port, Context(None)).refused
+    with _tcp_server(accumulator_server) as port:
+        assert probe_local_secret(HERE, port, Context(None)).refused
+    with _tcp_server(unauthenticated_py4j) as port:
+        verdict = probe_local_secret(HERE, port, Context(None))
+    assert not verdict.refused and "py4j obeyed" in verdict.detail
     with _tcp_server(lambda peer: peer.sendall(b"!yv\n" + peer.recv(4096))) as port:
         assert not probe_local_secret(HERE, port, Context(None)).refused
 
