@@ -451,7 +451,7 @@ def _kafka_bytes(value: bytes) -> bytes:
     return struct.pack(">i", len(value)) + value
 
 
-def _sasl_authenticate(connection: socket.socket, correlation: int,
+def sasl_authenticate(connection: socket.socket, correlation: int,
                        message: bytes) -> tuple[int, str, bytes]:
     """One SaslAuthenticate v1 round: (error code, error message, server's bytes)."""
     connection.sendall(_kafka_request(_SASL_AUTHENTICATE, 1, correlation, _kafka_bytes(message)))
@@ -490,11 +490,11 @@ def kafka_scram_login(address: str, port: int, user: str, password: str) -> tupl
         if error:
             return error, "SaslHandshake refused SCRAM-SHA-512"
         nonce = secrets.token_urlsafe(18)
-        error, text, server_first = _sasl_authenticate(
+        error, text, server_first = sasl_authenticate(
             connection, 2, f"n,,n={user},r={nonce}".encode())
         if error:
             return error, text
-        error, text, _ = _sasl_authenticate(
+        error, text, _ = sasl_authenticate(
             connection, 3, scram_client_final(user, password, nonce, server_first))
         return error, text
 

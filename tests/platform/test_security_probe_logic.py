@@ -33,6 +33,7 @@ from security_probes import (
     probe_loopback_only,
     probe_spark_rpc,
     probe_x_api_simulator,
+    sasl_authenticate,
     scram_client_final,
     stranger_certificate,
     tls_client_verdict,
@@ -318,6 +319,25 @@ def test_a_listener_of_one_address_is_unreachable_at_another() -> None:
     with _tcp_server(lambda peer: peer.close()) as port:
         assert probe_loopback_only("127.0.4.2", port, Context(None)).refused
         assert not probe_loopback_only(HERE, port, Context(None)).refused
+
+
+def test_the_kafka_probe_speaks_kafkas_protocol_and_reads_its_refusal() -> None:
+    from kafka.protocol.sasl import SaslAuthenticateRequest, SaslAuthenticateResponse
+
+    # The request the probe sends is byte for byte kafka-python's (another
+    # implementation of the protocol), and it reads the broker's refusal as encoded there.
+    expected = SaslAuthenticateRequest(auth_bytes=b"n,,n=mallory,r=abc")
+    expected.with_header(correlation_id=2, client_id="evilnet-security-probe")
+    refusal = SaslAuthenticateResponse[1](
+        error_code=58, error_message="Authentication failed during authentication due to "
+        "invalid credentials with SASL mechanism SCRAM-SHA-512", auth_bytes=b"",
+        session_lifetime_ms=0).encode(version=1)
+    probe, broker = socket.socketpair()
+    with probe, broker:
+        broker.sendall(struct.pack(">ii", 4 + len(refusal), 2) + refusal)
+        error, text, _ = sasl_authenticate(probe, 2, b"n,,n=mallory,r=abc")
+        assert broker.recv(4096) == expected.encode(version=1, header=True, framed=True)
+    assert error == 58 and text.startswith("Authentication failed")
 
 
 def test_scram_client_final_matches_rfc_7677() -> None:
