@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evilnet.platform.footprint import service_of
+from evilnet.platform.footprint import host_roots, service_of
 from evilnet.platform.inventory import Inventory, InventoryError, _enabled
 
 TESTS = Path(__file__).resolve().parent
@@ -170,6 +170,16 @@ def owner_of(listener: Listener, roots: dict[str, Path], addresses: dict[str, st
     if listener.address in addresses:
         return Owner(addresses[listener.address], "unknown", "binds the host's address")
     return None
+
+
+def stack_roots(inventory: Inventory) -> dict[str, Path]:
+    """Each host's root on this machine: under $EVILNET_SECURITY_HOSTS when set (as
+    for the Spark tests: a stack whose roots are not where its inventory says), else
+    the inventory's ``evilnet_root`` as Ansible renders it."""
+    if os.environ.get("EVILNET_SECURITY_HOSTS"):
+        base = Path(os.environ["EVILNET_SECURITY_HOSTS"])
+        return {host: base / host for host in inventory.hostvars if (base / host).is_dir()}
+    return host_roots(inventory)
 
 
 def host_addresses(inventory: Inventory) -> dict[str, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import string
 import tempfile
 import urllib.parse
@@ -181,6 +182,9 @@ def status(directory: Path) -> list[dict[str, object]]:
 LOG_DIRECTORIES = {"log", "logs"}
 LOG_SUFFIXES = {".log", ".out", ".err"}
 PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
+# A PEM private key's header (PKCS#8, RSA, EC, OpenSSH, encrypted): a pattern this
+# very file does not match, so that its copies in the hosts' venvs are no finding.
+PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 # Shorter values could match by chance; every generated one is 32 characters or more.
 SHORTEST_VALUE = 16
 
@@ -300,7 +304,7 @@ def scan_tree(roots: list[Path], values: dict[str, bytes], *, skip: tuple[Path, 
                 continue
             scan.read += 1
             held = [label for label, value in values.items() if value in content]
-            if PRIVATE_KEY_MARK in content:
+            if PRIVATE_KEY_MARK in content and PRIVATE_KEY.search(content):
                 held.append("a private key")
             if not held:
                 continue

@@ -4,8 +4,8 @@ bearer token, as they are and encoded (base64 at any offset, URL-safe base64,
 URL-encoded: evilnet.platform.secrets.encoded_forms), looked for in
 
 - every file under each host's root, the controller's run directory (secrets, CA,
-  plans), the plan the producer role rolls out and a Jenkins-archived plan
-  (build/plan, $EVILNET_PLAN_DIR): a file may hold one only if it is private (0600
+  plans), the plan the producer role rolls out, the run directory's plans
+  (`.run/plan*`) and a Jenkins-archived plan (build/plan, $EVILNET_PLAN_DIR): a file may hold one only if it is private (0600
   or stricter: the secret files, the keystores, and the 0600 configurations the
   roles render for their service, which is how the issue's "0600 secret files"
   reads on a host) and is no log; the plan may hold none whatever its mode (Jenkins
@@ -25,8 +25,10 @@ much it read, the private files that hold a secret (the control that the scan se
 the secrets where they are rendered), and what it found.
 
 The stack is the local one (inventories/local), or the inventory named by
-$EVILNET_SECURITY_INVENTORY; it must run every service secured (else the test skips)
-and keep its secrets in files (a Vault inventory's values are not on the controller).
+$EVILNET_SECURITY_INVENTORY (its hosts' roots under $EVILNET_SECURITY_HOSTS, if not
+where the inventory puts them); it must run every service secured (else the test
+skips) and keep its secrets in files (a Vault inventory's values are not on the
+controller).
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ import os
 from pathlib import Path
 
 import pytest
-from security_probes import plaintext_services
+from security_probes import plaintext_services, stack_roots
 from stack_guard import ROLES
 
 from evilnet.platform import secrets
-from evilnet.platform.footprint import host_roots, service_of
+from evilnet.platform.footprint import service_of
 from evilnet.platform.inventory import Inventory
 
 pytestmark = pytest.mark.stack
@@ -78,9 +80,10 @@ def bearer_tokens(inventory: Inventory) -> dict[str, bytes]:
     return tokens
 
 
-def plan_places(inventory: Inventory) -> list[Path]:
-    """The plan the producer role rolls out, and a plan Jenkins archived, if any."""
-    places = [inventory.locations().plan, REPO_ROOT / "build" / "plan"]
+def plan_places(inventory: Inventory, run_dir: Path) -> list[Path]:
+    """The plan the producer role rolls out, the plans in the controller's run
+    directory (its default plan, `.run/plan-default`), and a plan Jenkins archived."""
+    places = [inventory.locations().plan, *run_dir.glob("plan*"), REPO_ROOT / "build" / "plan"]
     if os.environ.get("EVILNET_PLAN_DIR"):
         places.append(Path(os.environ["EVILNET_PLAN_DIR"]))
     return [place for place in places if place is not None and place.exists()]
@@ -98,13 +101,13 @@ def test_no_secret_outside_the_private_files_in_any_log_command_line_or_environm
         "the secrets directory lacks some of the catalog's secrets"
     forms = secrets.encoded_forms(values)
 
-    roots = host_roots(inventory)
+    roots = stack_roots(inventory)
     run_dir = secrets_dir.parent
     # The run directory's other entries (the hosts' roots are places of their own).
     controller = [entry for entry in sorted(run_dir.iterdir())
                   if entry.name not in NOT_THIS_INVENTORY and not any(
                       root.resolve().is_relative_to(entry.resolve()) for root in roots.values())]
-    plans = plan_places(inventory)
+    plans = plan_places(inventory, run_dir)
     places = [*roots.values(), *controller, secrets_dir, pki_dir, *plans]
     scan = secrets.scan_tree(places, forms, strict=tuple(plans))
 
@@ -123,6 +126,7 @@ def test_no_secret_outside_the_private_files_in_any_log_command_line_or_environm
     print(f"\n{len(values)} secrets ({len(forms)} forms) looked for in {scan.read} files "
           f"read under {len(places)} places ({len(scan.compressed)} compressed and "
           f"{len(scan.too_large)} over 64 MiB not read), and in every process.")
+    print("over 64 MiB, not read:", ", ".join(str(path) for path in scan.too_large) or "none")
     print("private files holding a secret:", len(scan.private))
     for found in scan.private:
         print(f"  {found.where}: {found.secret}")

@@ -15,7 +15,9 @@ authentication on its loopback connector), the X API simulator's /_sim/ control
 endpoints (open to anyone).
 
 The stack is the local one (inventories/local), or the inventory named by
-$EVILNET_SECURITY_INVENTORY; it must run every service secured (else the test skips).
+$EVILNET_SECURITY_INVENTORY (its hosts' roots under $EVILNET_SECURITY_HOSTS, if not
+where the inventory puts them); it must run every service secured (else the test
+skips).
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ from security_probes import (
     listening,
     owner_of,
     plaintext_services,
+    stack_roots,
     survey,
 )
 from stack_guard import ROLES
 
-from evilnet.platform.footprint import host_roots
 from evilnet.platform.inventory import Inventory, deployed_shards
 
 pytestmark = pytest.mark.stack
@@ -58,7 +60,7 @@ def inventory() -> Inventory:
 
 
 def test_every_listening_port_is_covered_by_a_refusing_probe(inventory: Inventory) -> None:
-    roots = host_roots(inventory)
+    roots = stack_roots(inventory)
     addresses = host_addresses(inventory)
     table = expected_ports(inventory, deployed_shards(inventory.path))
     rows, ignored = [], []

@@ -403,6 +403,10 @@ def test_the_scan_finds_a_secret_in_a_readable_file_a_log_or_the_plan_only(
                   b"token: " + SECRET, 0o600)
     _write(root / "dist" / "staged.tar.gz", SECRET, 0o644)
     clean = _write(root / "etc" / "kafka" / "log4j.properties", b"nothing here", 0o644)
+    # The scanner's own source, installed in a host's venv, names the PEM header only.
+    _write(root / "venv" / "secrets.py", Path(secrets.__file__).read_bytes(), 0o644)
+    key = _write(root / "etc" / "backup" / "host.key",
+                 b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n", 0o644)
 
     scan = secrets.scan_tree([root, tmp_path / "plan", root], values,
                              strict=(tmp_path / "plan",))
@@ -411,11 +415,12 @@ def test_the_scan_finds_a_secret_in_a_readable_file_a_log_or_the_plan_only(
                      (log, "kafka/broker.password", "a log"),
                      (encoded, "kafka/broker.password (base64 at offset 1)",
                       "readable by others"),
-                     (plan, "kafka/broker.password", "the plan")}
+                     (plan, "kafka/broker.password", "the plan"),
+                     (key, "a private key", "readable by others")}
     assert [(Path(item.where), item.why) for item in scan.private] == [(private, "private")]
     assert scan.compressed == [root / "dist" / "staged.tar.gz"]
-    # Each file once, though its root was given twice: the six read, the archive not.
-    assert scan.read == 6 and clean.exists()
+    # Each file once, though its root was given twice: the eight read, the archive not.
+    assert scan.read == 8 and clean.exists()
 
 
 def test_the_process_scan_names_the_variable_never_the_value(tmp_path: Path) -> None:
