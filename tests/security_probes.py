@@ -46,11 +46,11 @@ import ssl
 import struct
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from evilnet.platform.footprint import host_roots, service_of
-from evilnet.platform.inventory import Inventory, InventoryError, _enabled
+from evilnet.platform.inventory import Inventory, _enabled
 
 TESTS = Path(__file__).resolve().parent
 JMX_PROBE = TESTS / "probes" / "JmxProbe.java"
@@ -307,27 +307,21 @@ class Verdict:
     detail: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
-    """What the probes know of the inventory: its CA bundle (to name a service's
-    certificate as the controller does, where a probe needs that), logins."""
+    """What the probes know besides the port: the inventory (a port's neighbours),
+    and the Java that runs the JMX probe. They hold no credential: a stranger has none
+    (the wrong passwords are the probes' own)."""
 
-    inventory: Inventory
-    cafile: str | None = None
+    inventory: Inventory | None
     java: str = "java"
-    extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, inventory: Inventory) -> Context:
-        try:
-            cafile = inventory.controller_dir("evilnet_pki_dir") / "ca.crt"
-        except InventoryError:  # an inventory without a CA: the probes do not verify
-            cafile = None
         java_home = inventory.setting("evilnet_java_home")
         java = (str(Path(java_home) / "bin" / "java") if java_home
                 and (Path(java_home) / "bin" / "java").exists() else shutil.which("java"))
-        return cls(inventory, str(cafile) if cafile and cafile.exists() else None,
-                   java or "java")
+        return cls(inventory, java or "java")
 
 
 def _connect(address: str, port: int, timeout: float = TIMEOUT) -> socket.socket:
@@ -340,6 +334,17 @@ def _recv_some(connection: socket.socket, size: int = 4096) -> bytes:
         return connection.recv(size)
     except (ConnectionResetError, BrokenPipeError):
         return b""
+
+
+def _plaintext_answer(address: str, port: int, message: bytes) -> bytes:
+    """What a server answers a plaintext ``message`` with: b"" when it closes,
+    resets or stays silent."""
+    with _connect(address, port) as connection:
+        connection.sendall(message)
+        try:
+            return _recv_some(connection)
+        except TimeoutError:
+            return b""
 
 
 def unverified_context() -> ssl.SSLContext:
@@ -414,10 +419,7 @@ def zookeeper_connect_request() -> bytes:
 
 
 def probe_zookeeper_client(address: str, port: int, context: Context) -> Verdict:
-    with _connect(address, port) as connection:
-        connection.sendall(zookeeper_connect_request())
-        plaintext = _recv_some(connection)
-    if plaintext:
+    if _plaintext_answer(address, port, zookeeper_connect_request()):
         return Verdict(False, "a plaintext client got a ConnectResponse")
     verdict = tls_client_verdict(address, port)
     return Verdict(verdict == "refused",
@@ -510,9 +512,7 @@ def kafka_scram_login(address: str, port: int, user: str, password: str) -> tupl
 
 
 def probe_kafka(address: str, port: int, context: Context) -> Verdict:
-    with _connect(address, port) as connection:
-        connection.sendall(_kafka_request(_API_VERSIONS, 0, 7, b""))
-        plaintext = _recv_some(connection)
+    plaintext = _plaintext_answer(address, port, _kafka_request(_API_VERSIONS, 0, 7, b""))
     if plaintext[4:8] == struct.pack(">i", 7):
         return Verdict(False, "a plaintext client got an ApiVersions answer")
     refusals = []
@@ -601,7 +601,10 @@ def spark_rpc_answer(address: str, port: int, body: bytes = b"evilnet-security-p
         connection.sendall(frame)
         answer = b""
         while True:
-            chunk = _recv_some(connection)
+            try:
+                chunk = _recv_some(connection)
+            except TimeoutError:  # silent: no refusal of its own either
+                break
             if not chunk:
                 break
             answer += chunk
@@ -621,8 +624,8 @@ def probe_spark_rpc(address: str, port: int, context: Context) -> Verdict:
     first_line = text.splitlines()[0] if text else ""
     if kind == _RPC_FAILURE and any(mark in text for mark in SPARK_AUTH_REFUSALS):
         return Verdict(True, f"RPC without the secret: {first_line}")
-    return Verdict(False, f"RPC without the secret: {first_line or 'closed, no refusal'}"
-                   if kind is not None else "closed without Spark's refusal")
+    return Verdict(False, f"RPC without the secret: {first_line or 'no refusal'}"
+                   if kind is not None else "closed or silent, without Spark's refusal")
 
 
 def _http(address: str, port: int, path: str, *, tls: bool,

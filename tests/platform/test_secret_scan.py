@@ -5,12 +5,12 @@ URL-encoded: evilnet.platform.secrets.encoded_forms), looked for in
 
 - every file under each host's root, the controller's run directory (secrets, CA,
   plans), the plan the producer role rolls out, the run directory's plans
-  (`.run/plan*`) and a Jenkins-archived plan (build/plan, $EVILNET_PLAN_DIR): a file may hold one only if it is private (0600
-  or stricter: the secret files, the keystores, and the 0600 configurations the
-  roles render for their service, which is how the issue's "0600 secret files"
-  reads on a host) and is no log; the plan may hold none whatever its mode (Jenkins
-  archives it); compressed files are listed, not read (a value is not in them as
-  bytes);
+  (`.run/plan*`) and a Jenkins-archived plan (build/plan, $EVILNET_PLAN_DIR): a
+  file may hold one only if it is private (0600 or stricter: the secret files, the
+  keystores, and the 0600 configurations the roles render for their service, which
+  is how the issue's "0600 secret files" reads on a host) and is no log; the plan
+  may hold none whatever its mode (Jenkins archives it); compressed files are
+  listed, not read (a value is not in them as bytes);
 - every process's command line (`/proc/*/cmdline`, readable by every user);
 - every process's environment (`/proc/*/environ`). The issue forbids an environment
   that `ps e` shows to other users, i.e. a process of another account; on the local
