@@ -209,6 +209,14 @@ def _owner(pid: int, roots: dict[str, Path]) -> tuple[str, str, str | None] | No
     return None
 
 
+def service_of(pid: int, roots: dict[str, Path]) -> tuple[str, str] | None:
+    """(host, service) of a process that a service manager of one of ``roots``' hosts
+    runs (supervisord's children and theirs, or a systemd unit on a host that
+    measures itself); None for any other process."""
+    owner = _owner(pid, roots)
+    return owner[:2] if owner else None
+
+
 def _rss(pid: int) -> int:
     status = _read(Path(f"/proc/{pid}/status")) or ""
     match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)

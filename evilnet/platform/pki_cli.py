@@ -337,11 +337,13 @@ def secrets_scan(paths: tuple[Path, ...], processes: bool, output: str) -> None:
     site = _files_site()
     assert site.secrets_dir is not None
     values = store.known_values(site.secrets_dir)
+    # Each value as it is and encoded (base64, URL-encoded): a leak in any form.
+    forms = store.encoded_forms(values)
     roots = sorted({root.resolve() for root in paths or host_roots(site.inventory).values()})
-    findings, too_large = store.scan_files(roots, values,
+    findings, too_large = store.scan_files(roots, forms,
                                            skip=(site.secrets_dir, site.pki_dir))
     if processes:
-        findings += store.scan_processes(values)
+        findings += store.scan_processes(forms)
     rows = [{"where": found.where, "secret": found.secret, "why": found.why}
             for found in findings]
     if output == "json":

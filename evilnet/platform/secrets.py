@@ -16,11 +16,14 @@ neither ever prints a value, and nothing here logs one.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import re
 import string
 import tempfile
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import choice
 
@@ -179,8 +182,17 @@ def status(directory: Path) -> list[dict[str, object]]:
 LOG_DIRECTORIES = {"log", "logs"}
 LOG_SUFFIXES = {".log", ".out", ".err"}
 PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
+# A PEM private key's header (PKCS#8, RSA, EC, OpenSSH, encrypted): a pattern this
+# very file does not match, so that its copies in the hosts' venvs are no finding.
+PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 # Shorter values could match by chance; every generated one is 32 characters or more.
 SHORTEST_VALUE = 16
+
+
+# Compressed files: a value written into one is not there as bytes, so reading them
+# proves nothing (the staged artifacts under a host's dist/, the venvs' wheels, jars).
+COMPRESSED_SUFFIXES = frozenset({".gz", ".tgz", ".xz", ".bz2", ".zst", ".zip", ".whl",
+                                 ".jar"})
 
 
 @dataclass(frozen=True)
@@ -188,9 +200,12 @@ class Finding:
     """A secret seen where it must not be: never its value, only which one."""
 
     where: str
-    # The secret's file relative to the secrets directory, or "a private key".
+    # The secret's file relative to the secrets directory, or "a private key"; for a
+    # value found encoded, followed by the encoding: "kafka/admin.password (base64)".
     secret: str
     why: str
+    # The environment variable that holds it (an environment's finding).
+    variable: str | None = None
 
 
 def known_values(directory: Path) -> dict[str, bytes]:
@@ -205,52 +220,133 @@ def known_values(directory: Path) -> dict[str, bytes]:
     return values
 
 
+def encoded_forms(values: dict[str, bytes]) -> dict[str, bytes]:
+    """``values`` and the forms each takes when written encoded, by ``<name>
+    (<form>)``: base64 and URL-safe base64 (an HTTP Basic header, a Kubernetes-style
+    secret, a JSON blob), and URL-encoded (a query string, a DSN).
+
+    Base64 encodes three bytes at a time, so a value inside a longer encoded string
+    (``base64("user:" + password)``) takes one of three shapes, by its offset modulo
+    3: each form is the run of characters that the value alone determines at that
+    offset, which every encoding of a string holding the value contains. Forms equal
+    to the value (a URL-encoded value of letters and digits) are left out."""
+    forms = dict(values)
+    for name, value in values.items():
+        found = {value}
+        for offset in range(3):
+            encoded = base64.b64encode(b"\0" * offset + value)
+            # Characters entirely within the value's bits: 6-bit groups from the first
+            # one after the offset's 8 * offset bits to the last one before its end.
+            core = encoded[-(-8 * offset // 6):8 * (offset + len(value)) // 6]
+            for form, text in ((f"base64 at offset {offset}", core),
+                               (f"url-safe base64 at offset {offset}",
+                                core.translate(bytes.maketrans(b"+/", b"-_")))):
+                if len(text) >= SHORTEST_VALUE and text not in found:
+                    found.add(text)
+                    forms[f"{name} ({form})"] = text
+        for form, text in (("url-encoded", urllib.parse.quote_from_bytes(value, safe="")),
+                           ("form-encoded", urllib.parse.quote_plus(value, safe=""))):
+            if text.encode() not in found:
+                found.add(text.encode())
+                forms[f"{name} ({form})"] = text.encode()
+    return forms
+
+
 def _is_log(path: Path) -> bool:
     return path.suffix in LOG_SUFFIXES or bool(LOG_DIRECTORIES & set(path.parts[:-1]))
+
+
+def is_private(path: Path) -> bool:
+    """Whether only the file's owner (and root) may read it: mode 0600 or stricter."""
+    return not path.stat().st_mode & 0o077
+
+
+@dataclass
+class FileScan:
+    """What a scan of files found, and what it read."""
+
+    findings: list[Finding] = field(default_factory=list)
+    # The files that hold a secret and may: private, no log, not the plan.
+    private: list[Finding] = field(default_factory=list)
+    # How many files were read whole.
+    read: int = 0
+    too_large: list[Path] = field(default_factory=list)
+    compressed: list[Path] = field(default_factory=list)
+
+
+def scan_tree(roots: list[Path], values: dict[str, bytes], *, skip: tuple[Path, ...] = (),
+              strict: tuple[Path, ...] = (), max_bytes: int = 64 << 20) -> FileScan:
+    """Files under ``roots`` that hold a secret (or a private key) and are logs or
+    readable by anyone but their owner, or lie under a ``strict`` path (the plan,
+    which Jenkins archives: no secret belongs there whatever its mode). A file under
+    several roots is read once."""
+    scan = FileScan()
+    skipped = tuple(path.resolve() for path in skip)
+    strict_places = tuple(path.resolve() for path in strict)
+    seen_files: set[Path] = set()
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if not path.is_file() or path.is_symlink():
+                continue
+            resolved = path.resolve()
+            if resolved in seen_files or any(resolved.is_relative_to(p) for p in skipped):
+                continue
+            seen_files.add(resolved)
+            if path.suffix in COMPRESSED_SUFFIXES:
+                scan.compressed.append(path)
+                continue
+            if path.stat().st_size > max_bytes:
+                scan.too_large.append(path)
+                continue
+            try:
+                content = path.read_bytes()
+            except OSError:
+                continue
+            scan.read += 1
+            held = [label for label, value in values.items() if value in content]
+            if PRIVATE_KEY_MARK in content and PRIVATE_KEY.search(content):
+                held.append("a private key")
+            if not held:
+                continue
+            why = ("a log" if _is_log(path)
+                   else "the plan" if any(resolved.is_relative_to(p) for p in strict_places)
+                   else "readable by others" if not is_private(path) else None)
+            (scan.findings if why else scan.private).extend(
+                Finding(str(path), label, why or "private") for label in held)
+    return scan
 
 
 def scan_files(roots: list[Path], values: dict[str, bytes], *, skip: tuple[Path, ...] = (),
                max_bytes: int = 64 << 20) -> tuple[list[Finding], list[Path]]:
     """Files under ``roots`` that hold a secret (or a private key) and are logs or
     readable by anyone but their owner; and the files too large to read."""
-    findings, too_large = [], []
-    skipped = tuple(path.resolve() for path in skip)
-    for root in roots:
-        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
-            if not path.is_file() or path.is_symlink() or any(
-                    path.resolve().is_relative_to(place) for place in skipped):
-                continue
-            if path.stat().st_size > max_bytes:
-                too_large.append(path)
-                continue
-            try:
-                content = path.read_bytes()
-            except OSError:
-                continue
-            seen = [label for label, value in values.items() if value in content]
-            if PRIVATE_KEY_MARK in content:
-                seen.append("a private key")
-            if not seen:
-                continue
-            why = ("a log" if _is_log(path)
-                   else "readable by others" if path.stat().st_mode & 0o077 else None)
-            findings.extend(Finding(str(path), label, why) for label in seen if why)
-    return findings, too_large
+    scan = scan_tree(roots, values, skip=skip, max_bytes=max_bytes)
+    return scan.findings, scan.too_large
 
 
 def scan_processes(values: dict[str, bytes], *, proc: Path = Path("/proc")) -> list[Finding]:
     """Processes whose command line or environment holds a secret (other users read a
-    command line always, an environment through `ps e` of their own processes)."""
+    command line always, an environment through `ps e` of their own processes); an
+    environment's finding names the variable."""
     findings = []
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        for part, why in (("cmdline", "a command line"), ("environ", "an environment")):
-            try:
-                content = (entry / part).read_bytes()
-                name = (entry / "comm").read_text().strip()
-            except OSError:
-                continue  # gone, or not ours to read
-            findings.extend(Finding(f"pid {entry.name} ({name}) {part}", label, why)
-                            for label, value in values.items() if value in content)
+        try:
+            name = (entry / "comm").read_text().strip()
+            command_line = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone
+        try:
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            environment = b""  # another user's: not ours to read
+        findings.extend(Finding(f"pid {entry.name} ({name}) cmdline", label, "a command line")
+                        for label, value in values.items() if value in command_line)
+        for variable in environment.split(b"\0"):
+            key, _, setting = variable.partition(b"=")
+            findings.extend(
+                Finding(f"pid {entry.name} ({name}) environ {key.decode(errors='replace')}",
+                        label, "an environment", key.decode(errors="replace"))
+                for label, value in values.items() if value in setting)
     return findings

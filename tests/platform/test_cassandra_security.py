@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from security_probes import stranger_certificate, tls_client_verdict
 from stack_guard import ROLES
 
 from evilnet.cassandra_clients import (
@@ -170,19 +171,11 @@ def test_a_peer_without_a_certificate_is_refused_on_the_storage_port(
 
 def _peer_verdict(inventory: Inventory, node: tuple[str, int], cert: Path, key: Path) -> str:
     """What the storage port does with a TLS peer presenting ``cert``: "accepted" (the
-    node waits for the peer's greeting) or "refused" (an alert ends the connection)."""
-    context = ssl.create_default_context(cafile=_login(inventory).cafile)
-    context.load_cert_chain(cert, key)
-    with socket.create_connection((node[0], _storage_port(inventory)), timeout=5) as plain:
-        try:
-            with context.wrap_socket(plain, server_hostname=node[0]) as connection:
-                connection.settimeout(3)
-                try:
-                    return "refused" if not connection.recv(4096) else "answered"
-                except TimeoutError:
-                    return "accepted"
-        except (ssl.SSLError, ConnectionResetError):
-            return "refused"
+    node waits for the peer's greeting) or "refused" (an alert, or the connection
+    ended, in the handshake or after it)."""
+    verdict = tls_client_verdict(node[0], _storage_port(inventory), cafile=_login(inventory).cafile,
+                                 cert=cert, key=key)
+    return verdict if verdict in ("accepted", "answered") else "refused"
 
 
 def test_a_peer_with_a_certificate_of_the_inventorys_ca_is_accepted_on_the_storage_port(
@@ -196,14 +189,8 @@ def test_a_peer_with_a_certificate_of_the_inventorys_ca_is_accepted_on_the_stora
 
 def test_a_peer_with_a_certificate_of_another_ca_is_refused_on_the_storage_port(
         tmp_path: Path, inventory: Inventory, node: tuple[str, int]) -> None:
-    from evilnet.platform import pki
-
-    stranger = pki.Authority(tmp_path, "stranger")
-    stranger.init()
-    request = pki.Request("", "intruder", "evilnet-controller", ("evilnet-controller",), ())
-    stranger.issue([request], store_password="stranger-password", days=2, renew_within=1)
-    files = stranger.paths(request)
-    assert _peer_verdict(inventory, node, files["crt"], files["key"]) == "refused"
+    cert, key, _ = stranger_certificate(tmp_path)
+    assert _peer_verdict(inventory, node, cert, key) == "refused"
 
 
 def test_a_plaintext_peer_gets_nothing_on_the_storage_port(inventory: Inventory,

@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from security_probes import stranger_certificate, zookeeper_connect_request
 from stack_guard import ROLES
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
@@ -84,16 +84,9 @@ def test_zookeeper_answers_a_client_with_the_controllers_certificate(
     assert answer.startswith("Zookeeper version: 3.8"), answer
 
 
-def _connect_request() -> bytes:
-    # A ZooKeeper client's first message (jute ConnectRequest): protocol version,
-    # last zxid seen, session timeout, session id, password (16 bytes).
-    body = struct.pack(">iqiqi16s", 0, 0, 30_000, 0, 16, b"\0" * 16)
-    return struct.pack(">i", len(body)) + body
-
-
 def test_zookeeper_refuses_a_plaintext_client(zookeeper: tuple[str, int]) -> None:
     with socket.create_connection(zookeeper, timeout=5) as connection:
-        connection.sendall(_connect_request())
+        connection.sendall(zookeeper_connect_request())
         try:
             answer = connection.recv(4096)
         except ConnectionResetError:
@@ -118,15 +111,8 @@ def test_zookeeper_refuses_a_tls_client_without_a_certificate(
 
 def test_zookeeper_refuses_a_certificate_of_another_ca(
         tmp_path: Path, inventory: Inventory, zookeeper: tuple[str, int]) -> None:
-    from evilnet.platform import pki
-
-    stranger = pki.Authority(tmp_path, "stranger")
-    stranger.init()
-    request = pki.Request("", "intruder", "evilnet-controller", ("evilnet-controller",), ())
-    stranger.issue([request], store_password="stranger-password", days=2, renew_within=1)
-    files = stranger.paths(request)
-    tls = health.ClientTls(inventory.zookeeper_tls().cafile, str(files["crt"]),
-                           str(files["key"]))
+    cert, key, _ = stranger_certificate(tmp_path)
+    tls = health.ClientTls(inventory.zookeeper_tls().cafile, str(cert), str(key))
     with pytest.raises(ssl.SSLError):
         health.four_letter_word(*zookeeper, "srvr", tls=tls)
 

@@ -1,0 +1,82 @@
+"""Every listening port of every service refuses a client that is not entitled
+(issue 14's acceptance): the ports are those `ss -ltnp` finds on this machine that
+belong to the stack (tests/security_probes.py: a host's service, a process running
+from a host's root, or a host's address, so a service on 0.0.0.0, 127.0.0.1 or an
+ephemeral port counts too), each mapped to a probe by the inventory's port
+variables or, for ports no variable names, by what holds them. The test prints the
+table (`pytest -s`), and fails on a port no probe covers, a probe that was not
+refused, and a port the inventory names that does not listen (so a stack that is
+down cannot pass).
+
+Ports not protected yet fail here on purpose, until they are: the metrics exporters
+(JMX exporter agents, producers, the stream job's metrics, the footprint exporter:
+plain HTTP, see docs/security.md "The exporters"), Cassandra's JMX (no
+authentication on its loopback connector), the X API simulator's /_sim/ control
+endpoints (open to anyone).
+
+The stack is the local one (inventories/local), or the inventory named by
+$EVILNET_SECURITY_INVENTORY (its hosts' roots under $EVILNET_SECURITY_HOSTS, if not
+where the inventory puts them); it must run every service secured (else the test
+skips).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from security_probes import (
+    Context,
+    classify,
+    expected_ports,
+    format_table,
+    host_addresses,
+    listening,
+    owner_of,
+    plaintext_services,
+    stack_roots,
+    survey,
+)
+from stack_guard import ROLES
+
+from evilnet.platform.inventory import Inventory, deployed_shards
+
+pytestmark = pytest.mark.stack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = Path(os.environ.get("EVILNET_SECURITY_INVENTORY",
+                                REPO_ROOT / "inventories" / "local"))
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Inventory:
+    found = Inventory.load(INVENTORY, roles=ROLES)
+    plaintext = plaintext_services(found)
+    if plaintext:
+        pytest.skip(f"{INVENTORY} runs services unsecured ({', '.join(plaintext)} false): "
+                    "the probes expect every service secured")
+    return found
+
+
+def test_every_listening_port_is_covered_by_a_refusing_probe(inventory: Inventory) -> None:
+    roots = stack_roots(inventory)
+    addresses = host_addresses(inventory)
+    table = expected_ports(inventory, deployed_shards(inventory.path))
+    rows, ignored = [], []
+    for listener in listening():
+        owner = owner_of(listener, roots, addresses)
+        if owner is None:
+            ignored.append(listener)
+            continue
+        rows.append(classify(inventory, owner.host, listener, owner.service, table))
+    survey(inventory, rows, Context.of(inventory))
+    seen = {(row.host, row.listener.port) for row in rows}
+    missing = [f"{host}:{port} {expected.what}" for (host, port), expected in table.items()
+               if expected.required and (host, port) not in seen]
+    report = format_table(rows, ignored, missing)
+    print(f"\n{len(rows)} listening port(s) of the stack, probed from this machine:\n{report}")
+    failing = [row for row in rows if not row.ok]
+    assert rows and not failing and not missing, (
+        f"{len(failing)} port(s) not refusing or not covered, {len(missing)} named port(s) "
+        f"not listening:\n{report}")
