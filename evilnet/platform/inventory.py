@@ -212,13 +212,11 @@ class Inventory:
 
     def metrics_secured(self) -> bool:
         """Whether the exporters demand Prometheus's scrape login over TLS: the first
-        Prometheus host's prometheus_security_enabled, else the prometheus role's
-        default (evilnet_metrics_secured in conventions.yml, read the same way)."""
-        prometheus = self.groups.get("prometheus", [])
-        if prometheus:
-            return _enabled(self.var(prometheus[0], "prometheus_security_enabled", "prometheus"))
-        defaults = self.roles / "prometheus" / "defaults" / "main.yml"
-        return _enabled((yaml.safe_load(defaults.read_text()) or {})["prometheus_security_enabled"])
+        Prometheus host's prometheus_security_enabled (without one, any host's: the
+        inventory-wide setting), else the prometheus role's default
+        (evilnet_metrics_secured in conventions.yml, read the same way)."""
+        host = (self.groups.get("prometheus") or sorted(self.hostvars) or [""])[0]
+        return _enabled(self.var(host, "prometheus_security_enabled", "prometheus"))
 
     def metrics_login(self) -> checks.WebLogin | None:
         """How the controller scrapes this inventory's exporters (the producers' and
