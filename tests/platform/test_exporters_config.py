@@ -45,9 +45,9 @@ ROLES = REPO_ROOT / "ansible" / "roles"
 # Never contacted, except zk1's address by the one JVM of the live test below.
 SITE = {"zookeeper": {"zk1": "127.0.3.61"}, "kafka": {"kafka1": "127.0.3.62"},
         "cassandra": {"cass1": "127.0.3.63"}, "producers": {"producer1": "127.0.3.64"},
-        "prometheus": {"monitor": "127.0.3.65"}}
+        "prometheus": {"monitor": "127.0.3.65"}, "spark_master": {"spark-master": "127.0.3.66"}}
 JVM_HOSTS = {"zk1": "zookeeper", "kafka1": "kafka", "cass1": "cassandra"}
-EXPORTER_JOBS = ("producers", "footprint", "zookeeper", "kafka", "cassandra")
+EXPORTER_JOBS = ("producers", "footprint", "zookeeper", "kafka", "cassandra", "stream_job")
 
 
 def _playbook(root: Path, secured: bool) -> Path:
@@ -73,6 +73,13 @@ def _playbook(root: Path, secured: bool) -> Path:
          "vars": {"producer_runner": "service"},
          "tasks": [{"name": "Secure the metrics", "ansible.builtin.include_role": {
              "name": "producer", "tasks_from": "metrics_login"}}]},
+        {"name": "Stream job", "hosts": "spark_master", "gather_facts": False,
+         "handlers": [{"name": "Restart stream job",
+                       "ansible.builtin.debug": {"msg": "the job would restart"}}],
+         "tasks": [{**directories, "loop": ["{{ evilnet_root }}/etc/stream-job"]},  # install.yml's
+                   *({"name": f"Stream job {step}", "ansible.builtin.include_role": {
+                       "name": "stream_job", "tasks_from": step}}
+                   for step in ("metrics_login", "configure"))]},
         {"name": "Prometheus", "hosts": "prometheus", "gather_facts": False,
          "tasks": [{**directories, "loop": ["{{ evilnet_root }}/etc/prometheus"]},
                    *([{"name": "Secure Prometheus", "ansible.builtin.include_role": {
@@ -165,6 +172,22 @@ def test_the_producers_endpoint_gets_the_login_its_config_names(secured) -> None
     assert security.login.accepts(f"Basic {token}")
     assert stat.S_IMODE(Path(security.keyfile).stat().st_mode) == 0o600
     security.ssl_context()  # the key and certificate load, and belong together
+
+
+def test_the_stream_jobs_config_names_its_metrics_login(secured) -> None:
+    hosts, _, _ = secured
+    conf = hosts / "spark-master" / "etc" / "stream-job"
+    job = yaml.safe_load((conf / "stream-job.yml").read_text())
+    assert Path(job["metrics_login"]).resolve() == conf / "metrics-login.yml"
+    security = EndpointSecurity.from_file(Path(job["metrics_login"]))
+    password = _secret(hosts, "prometheus_scrape_password")
+    token = base64.b64encode(f"{SCRAPE_USER}:{password}".encode()).decode()
+    assert security.login.accepts(f"Basic {token}")
+    assert stat.S_IMODE(Path(job["metrics_login"]).stat().st_mode) == 0o600
+    certificate = x509.load_pem_x509_certificate(Path(security.certfile).read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert job["metrics_host"] in {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    assert _scrape_jobs(hosts)["stream_job"]["scheme"] == "https"
 
 
 def test_prometheus_scrapes_every_exporter_with_the_login_from_a_file(secured) -> None:
@@ -295,6 +318,9 @@ def test_a_plaintext_inventory_gets_the_plaintext_files(tmp_path: Path) -> None:
         assert "httpServer" not in yaml.safe_load(path.read_text())
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert not (hosts / "producer1" / "etc" / "producer" / "metrics-login.yml").exists()
+    job = yaml.safe_load((hosts / "spark-master" / "etc" / "stream-job" / "stream-job.yml")
+                         .read_text())
+    assert "metrics_login" not in job
     jobs = _scrape_jobs(hosts)
     assert all("scheme" not in jobs[name] and "basic_auth" not in jobs[name]
                for name in EXPORTER_JOBS)
