@@ -147,6 +147,8 @@ def serve(port: int, address: str, registry: Any,
 
     if security is None:
         return start_http_server(port, address, registry=registry)
+    # The pieces start_http_server itself uses (prometheus-client 0.26, pinned):
+    # the threaded WSGI server, its address-family choice and its quiet handler.
 
     class Server(exposition.ThreadingWSGIServer):
         """The library's threaded server, with the address family of ``address``."""
@@ -168,8 +170,3 @@ def serve(port: int, address: str, registry: Any,
     thread = threading.Thread(target=httpd.serve_forever, name="metrics-endpoint", daemon=True)
     thread.start()
     return httpd, thread
-
-
-def load(path: str | Path | None) -> EndpointSecurity | None:
-    """The endpoint security a service's config names (``metrics_login``), if any."""
-    return EndpointSecurity.from_file(Path(path)) if path else None
