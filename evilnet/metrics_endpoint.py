@@ -147,8 +147,9 @@ def serve(port: int, address: str, registry: Any,
 
     if security is None:
         return start_http_server(port, address, registry=registry)
-    # The pieces start_http_server itself uses (prometheus-client 0.26, pinned):
-    # the threaded WSGI server, its address-family choice and its quiet handler.
+    # The pieces start_http_server itself uses (read in prometheus-client 0.26): the
+    # threaded WSGI server, its address-family choice and its quiet handler. Two are
+    # private names: tests/platform/test_metrics_endpoint.py fails if they change.
 
     class Server(exposition.ThreadingWSGIServer):
         """The library's threaded server, with the address family of ``address``."""
