@@ -23,7 +23,7 @@ from types import ModuleType
 
 import yaml
 
-from evilnet import cassandra_clients, contracts, generated, kafka_clients, schema
+from evilnet import cassandra_clients, contracts, generated, kafka_clients, metrics_endpoint, schema
 from evilnet.platform import footprint, footprint_metrics
 from evilnet.producer import metrics as producer_metrics
 from evilnet.spark import metrics as job_metrics
@@ -65,6 +65,12 @@ def sections() -> list[tuple[str, dict[str, object]]]:
           "evilnet_contract_kafka_producer_principal": kafka_clients.PRODUCER.name,
           "evilnet_contract_kafka_stream_job_principal": kafka_clients.STREAM_JOB.name,
           "evilnet_contract_stream_job_group_prefix": kafka_clients.STREAM_JOB_GROUP_PREFIX}),
+        ("Prometheus's scrape login to the exporters (evilnet.metrics_endpoint): the\n"
+         "user, its password's name in the secrets catalog, and the hash the exporters\n"
+         "check it with (the JMX exporter agent's name of it).",
+         {"evilnet_contract_metrics_scrape_user": metrics_endpoint.SCRAPE_USER,
+          "evilnet_contract_metrics_scrape_secret": metrics_endpoint.SCRAPE_SECRET,
+          "evilnet_contract_metrics_scrape_algorithm": metrics_endpoint.HASH_ALGORITHM}),
         ("The Cassandra keyspace of the analytics tables (evilnet.schema.KEYSPACE).",
          {"evilnet_contract_keyspace": schema.KEYSPACE}),
         ("A secured Cassandra's login roles (evilnet.cassandra_clients), each with its\n"

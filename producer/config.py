@@ -107,6 +107,10 @@ class ProducerConfig(BaseModel):
     )
     metrics_host: str = "0.0.0.0"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400
+    # Secured metrics (the inventory's Prometheus is secured): the endpoint's HTTPS and
+    # Prometheus's scrape login, one 0600 file the producer role writes
+    # (evilnet.metrics_endpoint.EndpointSecurity); none: plain HTTP.
+    metrics_login: Path | None = None
     reconnect_time_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     max_payload_bytes: Annotated[int, Field(ge=1024, le=900_000)] = 256 * 1024
     kafka_linger_ms: Annotated[int, Field(ge=0, le=10_000)] = 20

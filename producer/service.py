@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import tweepy
-from prometheus_client import start_http_server
 
 from evilnet.contracts import ACCESS_LEVELS, DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.kafka_clients import security_kwargs
+from evilnet.metrics_endpoint import EndpointSecurity, serve
 from evilnet.producer.config import ConfigError, ProducerConfig, load_config
 from evilnet.producer.logs import redact
 from evilnet.producer.metrics import ProducerMetrics
@@ -92,7 +92,9 @@ def run_stream(config_path: Path) -> int:
     redact(token.get_secret_value())
     metrics = ProducerMetrics(config.shard)
     if config.metrics_port:
-        start_http_server(config.metrics_port, config.metrics_host, registry=metrics.registry)
+        security = (EndpointSecurity.from_file(config.metrics_login)
+                    if config.metrics_login else None)
+        serve(config.metrics_port, config.metrics_host, metrics.registry, security)
     rules_api = rules_client(config.x_api_base_url, token)
     reconcile_rules(rules_api, config.rules, token_source=config.bearer_token_source,
                     metrics=metrics)

@@ -55,6 +55,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 from evilnet.cassandra_clients import login_from_file
 from evilnet.contracts import TWEETS_TOPIC, PostRecord
 from evilnet.kafka_clients import STREAM_JOB_GROUP_PREFIX, KafkaSecurity
+from evilnet.metrics_endpoint import EndpointSecurity
 from evilnet.schema import (
     HOURS_QUERY,
     JOB_QUERIES,
@@ -124,6 +125,9 @@ class JobConfig:
     # The job's Prometheus metrics (evilnet/spark/metrics.py), served by the driver.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no metrics endpoint
+    # Secured metrics: the endpoint's HTTPS and Prometheus's scrape login, a 0600 file
+    # the stream_job role writes (evilnet.metrics_endpoint); empty: plain HTTP.
+    metrics_login: str = ""
 
     def __post_init__(self) -> None:
         for name in ("window_seconds", "slide_seconds", "hour_window_seconds"):
@@ -462,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         if query in queries:
             metrics.resume(query, row.end_offsets, row.updated_at)
     if config.metrics_port:
-        metrics.serve(config.metrics_host, config.metrics_port)
+        metrics.serve(config.metrics_host, config.metrics_port,
+                      EndpointSecurity.from_file(Path(config.metrics_login))
+                      if config.metrics_login else None)
     builder = (SparkSession.builder.appName(f"evilnet-{config.job_name}")
                .config("spark.sql.shuffle.partitions", config.shuffle_partitions)
                .config("spark.sql.session.timeZone", "UTC")

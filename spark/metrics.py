@@ -33,7 +33,9 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from evilnet.metrics_endpoint import EndpointSecurity, serve
 
 BATCH_DURATION = "evilnet_job_batch_duration_seconds"
 TRIGGER = "evilnet_job_trigger_seconds"
@@ -99,10 +101,11 @@ class JobMetrics:
     def idle(self, query: str) -> None:
         self.last_progress.labels(query).set(time.time())
 
-    def serve(self, host: str, port: int) -> bool:
-        """Serve /metrics; a port already taken (a second instance) is logged, not fatal."""
+    def serve(self, host: str, port: int, security: EndpointSecurity | None = None) -> bool:
+        """Serve /metrics (with ``security``: HTTPS and Prometheus's scrape login); a port
+        already taken (a second instance) is logged, not fatal."""
         try:
-            start_http_server(port, host, registry=self.registry)
+            serve(port, host, self.registry, security)
         except OSError as error:
             log.error('{"event": "metrics endpoint not started", "address": "%s:%d", '
                       '"error": "%s"}', host, port, error)

@@ -41,6 +41,7 @@ from evilnet.locations import (
     spark_master_option,
     zookeeper_option,
 )
+from evilnet.metrics_endpoint import SCRAPE_USER
 from evilnet.planner import PlanError, read_plan
 from evilnet.platform import health as checks
 from evilnet.platform.acls import AclError, ensure_acls, pipeline_grants
@@ -289,16 +290,32 @@ def health_spark(spark_master: str, workers: tuple[str, ...], cafile: Path | Non
 @click.option("--shard", "only_shards", multiple=True, help="Only these shards (repeatable).")
 @click.option("--min-posts", default=0, show_default=True,
               help="Also wait until each shard received this many posts.")
+@click.option("--metrics-ca", "metrics_cafile", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Secured metrics: the CA bundle to verify the shards' HTTPS with; the "
+                   "scrape password comes on stdin (--metrics-password-stdin) [default: "
+                   "without --plan, the inventory's login where its metrics are secured].")
+@click.option("--metrics-password-stdin", is_flag=True,
+              help="Read Prometheus's scrape password from stdin (with --metrics-ca).")
 @_wait
 @_format
 def health_producers(plan_path: Path | None, host: str | None, only_shards: tuple[str, ...],
-                     min_posts: int, wait: float, output: str) -> None:
+                     min_posts: int, metrics_cafile: Path | None, metrics_password_stdin: bool,
+                     wait: float, output: str) -> None:
     """Every planned shard's metrics endpoint answers with its stream connected."""
+    if metrics_password_stdin != (metrics_cafile is not None):
+        raise click.UsageError("--metrics-ca and --metrics-password-stdin go together")
+    login = None
     try:
+        if metrics_cafile is not None:
+            login = checks.WebLogin(SCRAPE_USER, sys.stdin.readline().strip(),
+                                    str(metrics_cafile))
         if plan_path is not None:
             shards = read_plan(plan_path)["shards"]
         else:
-            shards = deployed_shards(_inventory().path)
+            inventory = _inventory()
+            shards = deployed_shards(inventory.path)
+            login = login or inventory.metrics_login()
             plan_path = Path("the producer hosts' deployed.json")
     except (PlanError, InventoryError) as error:
         _fail(str(error))
@@ -311,7 +328,7 @@ def health_producers(plan_path: Path | None, host: str | None, only_shards: tupl
     def results() -> dict[str, checks.Health]:
         # Copies of one shard share its name: a line per producer copy.
         return {s.get("producer_id", s["name"]): checks.producer_shard(
-            s["address"], s["metrics_port"], min_posts) for s in shards}
+            s["address"], s["metrics_port"], min_posts, login) for s in shards}
 
     _, final = poll_until(results, lambda found: all(h.ok for h in found.values()), wait)
     _report(final, output)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evilnet.locations import Stack, inventory_options
+from evilnet.metrics_endpoint import EndpointSecurity, serve
 from evilnet.platform import footprint as fp
 from evilnet.platform.inventory import Inventory, InventoryError
 
@@ -38,8 +39,13 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option("--announce", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --serve: write this Prometheus file_sd target file (the "
                    "prometheus role's footprint job reads targets/footprint.json).")
+@click.option("--metrics-login", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="With --serve: serve HTTPS and demand Prometheus's scrape login, as this "
+                   "file says (0600; the prometheus role writes it where Prometheus is "
+                   "secured: evilnet.metrics_endpoint).")
 def footprint(output: str, hosts_file: Path | None, listen: str | None,
-              announce: Path | None) -> None:
+              announce: Path | None, metrics_login: Path | None) -> None:
     """Memory (RSS) and disk per host and service against their limits, with the share
     in use; '!' marks an alerted share of 80 % or more.
 
@@ -60,10 +66,11 @@ def footprint(output: str, hosts_file: Path | None, listen: str | None,
         if not roots:
             raise fp.FootprintError("no host has its root on this machine")
         if listen:
-            _serve(variables, roots, *_listen(listen), announce)
+            security = EndpointSecurity.from_file(metrics_login) if metrics_login else None
+            _serve(variables, roots, *_listen(listen), announce, security)
             return
         usages = fp.footprint(variables, roots)
-    except (InventoryError, fp.FootprintError) as error:
+    except (InventoryError, fp.FootprintError, ValueError) as error:
         click.echo(f"evilnet footprint: {error} ({source})", err=True)
         sys.exit(2)
     except OSError as error:  # --serve: the address is taken or not this machine's
@@ -80,15 +87,16 @@ def footprint(output: str, hosts_file: Path | None, listen: str | None,
 
 
 def _serve(variables: fp.Variables, roots: dict[str, Path], address: str, port: int,
-           announce: Path | None) -> None:
-    from prometheus_client import CollectorRegistry, start_http_server
+           announce: Path | None, security: EndpointSecurity | None) -> None:
+    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
     registry.register(fp.FootprintCollector(variables, roots))
-    server, thread = start_http_server(port, addr=address, registry=registry)
+    server, thread = serve(port, address, registry, security)
     if announce:
         fp.announce(announce, address, port)
-    click.echo(f"serving the footprint on http://{address}:{port}/metrics")
+    scheme = "https" if security else "http"
+    click.echo(f"serving the footprint on {scheme}://{address}:{port}/metrics")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

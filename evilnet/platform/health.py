@@ -305,15 +305,17 @@ def stream_job(hosts: list[str], port: int, keyspace: str, job: str,
     return Health(True, detail)
 
 
-def producer_shard(address: str, port: int, min_posts: int = 0) -> Health:
-    """The shard's metrics endpoint answers with its stream connected (and enough posts)."""
+def producer_shard(address: str, port: int, min_posts: int = 0,
+                   login: WebLogin | None = None) -> Health:
+    """The shard's metrics endpoint answers with its stream connected (and enough posts);
+    with ``login`` (secured metrics: Prometheus's scrape login) over HTTPS."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from evilnet.producer.metrics import POSTS_RECEIVED, STREAM_CONNECTED
 
-    url = f"http://{address}:{port}/metrics"
+    url = f"{'https' if login else 'http'}://{address}:{port}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with open_url(url, login) as response:
             text = response.read().decode()
     except OSError as error:
         return Health(False, f"{url}: {error}")
@@ -349,7 +351,8 @@ def x_api_simulator(url: str) -> Health:
 
 @dataclass(frozen=True)
 class WebLogin:
-    """How a client reaches a secured Prometheus (prometheus_security_enabled): basic
+    """How a client reaches a secured Prometheus (prometheus_security_enabled) or a
+    secured exporter (Prometheus's scrape login, evilnet.metrics_endpoint): basic
     auth as ``username`` over TLS verified with ``cafile``. Never printed whole."""
 
     username: str

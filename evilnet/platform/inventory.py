@@ -32,6 +32,7 @@ from evilnet.locations import (
     Locations,
     Stack,
 )
+from evilnet.metrics_endpoint import SCRAPE_SECRET, SCRAPE_USER
 from evilnet.planner import Settings
 from evilnet.platform import health as checks
 from evilnet.platform import secrets
@@ -209,6 +210,28 @@ class Inventory:
         return checks.WebLogin(str(self.var(host, "prometheus_web_user", "prometheus")), password,
                                str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
 
+    def metrics_secured(self) -> bool:
+        """Whether the exporters demand Prometheus's scrape login over TLS: the first
+        Prometheus host's prometheus_security_enabled (without one, any host's: the
+        inventory-wide setting), else the prometheus role's default
+        (evilnet_metrics_secured in conventions.yml, read the same way)."""
+        host = (self.groups.get("prometheus") or sorted(self.hostvars) or [""])[0]
+        return _enabled(self.var(host, "prometheus_security_enabled", "prometheus"))
+
+    def metrics_login(self) -> checks.WebLogin | None:
+        """How the controller scrapes this inventory's exporters (the producers' and
+        the others' metrics endpoints): Prometheus's scrape login, from the
+        inventory's secret files, TLS verified with its CA; None where they are
+        plain HTTP (evilnet.metrics_endpoint)."""
+        if not self.metrics_secured():
+            return None
+        if self.setting("evilnet_secrets_source") != "files":
+            raise InventoryError(f"{self.path} keeps its secrets in Vault: the controller "
+                                 "has no scrape password file to read the exporters with")
+        password = secrets.read(self.controller_dir("evilnet_secrets_dir"), SCRAPE_SECRET)
+        return checks.WebLogin(SCRAPE_USER, password,
+                               str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
+
     def kafka_bootstrap(self) -> str:
         return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
                         for h in self.groups["kafka"])
@@ -327,9 +350,11 @@ class Inventory:
 
     def producer_checks(self) -> Iterator[tuple[str, str, checks.Check]]:
         """One check per shard that the producer hosts say they run (asks the hosts)."""
+        login = self.metrics_login()
         for shard in deployed_shards(self.path):
             yield (f"producer {shard['name']}", f"{shard['address']}:{shard['metrics_port']}",
-                   partial(checks.producer_shard, shard["address"], shard["metrics_port"]))
+                   partial(checks.producer_shard, shard["address"], shard["metrics_port"],
+                           login=login))
 
 
 def project_root(start: Path) -> Path | None:

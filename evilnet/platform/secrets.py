@@ -80,6 +80,9 @@ SECRETS: tuple[Secret, ...] = (
            "spark.authenticate.secret shared by the master, the workers and the job", 64),
     Secret("prometheus_password", "prometheus/web.password",
            "basic-auth password of Prometheus's web endpoint (Grafana, `evilnet status`)"),
+    Secret("prometheus_scrape_password", "prometheus/scrape.password",
+           "basic-auth password Prometheus scrapes the exporters with (JMX agents, "
+           "producers, stream job, footprint: evilnet.metrics_endpoint)"),
     Secret("pki_store_password", "pki/store.password",
            "password of the PKCS12 keystores and truststores (`evilnet pki`)"),
 )

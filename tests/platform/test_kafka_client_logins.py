@@ -59,6 +59,9 @@ class Site:
         self.root = root
         if SERVICE_USER:
             settings["evilnet_service_user"] = SERVICE_USER
+        # The Kafka logins alone: the metrics endpoints' login (secured by default, a
+        # key more in each shard's config) is tests/platform/test_exporters_config.py's.
+        settings.setdefault("prometheus_security_enabled", False)
         self.inventory = write_inventory(root, hosts=HOSTS, evilnet_service_manager="supervisor",
                                          **settings)
         token = root / "state" / "x-api" / "app-1.token"

@@ -61,6 +61,12 @@ def _producers_in_containers_on_a_secured_kafka(_: dict, group_vars: dict) -> No
     group_vars["producer_runner"] = "compose"
 
 
+def _producers_in_containers_with_secured_metrics(_: dict, group_vars: dict) -> None:
+    group_vars["kafka_security_enabled"] = False  # the metrics' check alone
+    group_vars["prometheus_security_enabled"] = True
+    group_vars["producer_runner"] = "compose"
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (_host_in_kafka_and_zookeeper, "zk1 is in kafka and zookeeper"),
     (_broker_without_id, "kafka2: kafka_broker_id must be set"),
@@ -71,6 +77,8 @@ def _producers_in_containers_on_a_secured_kafka(_: dict, group_vars: dict) -> No
      "The stream job's checkpoint is on a path local to the Spark master"),
     (_producers_in_containers_on_a_secured_kafka,
      "producer_runner is compose while the inventory's Kafka is secured"),
+    (_producers_in_containers_with_secured_metrics,
+     "producer_runner is compose while the inventory's metrics are secured"),
 ])
 def test_bad_inventory_stops_site_yml_before_any_host_is_touched(
         tmp_path: Path, edit, message: str) -> None:
