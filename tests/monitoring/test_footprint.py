@@ -241,10 +241,14 @@ def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus,
     listen = (f"{stack.address(monitor)}:"
               f"{stack.var(monitor, 'prometheus_footprint_port', 'prometheus')}")
     targets = MONITOR_ROOT / "etc" / "prometheus" / "targets" / "footprint.json"
+    # A secured Prometheus scrapes over TLS with its login: this exporter serves the
+    # same login file as the service (the prometheus role's prometheus_footprint_login).
+    login = MONITOR_ROOT / "etc" / "prometheus" / "footprint-login.yml"
+    serve_login = ["--metrics-login", str(login)] if stack.metrics_login() else []
     supervisorctl(monitor, "stop", EXPORTER_PROGRAM)
     exporter = subprocess.Popen(
         [str(BIN / "evilnet"), "footprint", "-i", str(inventory), "--serve", listen,
-         "--announce", str(targets)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+         "--announce", str(targets), *serve_login], cwd=REPO_ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
         # The limit this exporter serves (not the service's, until that one is stale).

@@ -19,8 +19,9 @@ from evilnet.waiting import wait_for
 pytestmark = [pytest.mark.stack, pytest.mark.disruptive]
 
 
-def _samples(url: str) -> dict[tuple[str, tuple], float]:
-    text = requests.get(url, timeout=5).text
+def _samples(url: str, login) -> dict[tuple[str, tuple], float]:
+    auth = {"auth": (login.username, login.password), "verify": login.cafile} if login else {}
+    text = requests.get(url, timeout=5, **auth).text
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
@@ -34,15 +35,16 @@ def test_a_killed_driver_serves_its_series_before_its_first_batch(stack, prometh
                                                                   generator) -> None:
     host = stack.groups["spark_master"][0]
     job = stack.var(host, "stream_job_name", "stream_job")
-    endpoint = (f"http://{stack.address(host)}:"
+    login = stack.metrics_login()  # a secured endpoint: HTTPS and Prometheus's login
+    endpoint = (f"{'https' if login else 'http'}://{stack.address(host)}:"
                 f"{stack.var(host, 'stream_job_metrics_port', 'stream_job')}/metrics")
-    before = _by_query(_samples(endpoint), STARTED)
+    before = _by_query(_samples(endpoint, login), STARTED)
 
     driver = service_pid(host, job)
     os.kill(driver, signal.SIGKILL)
     # The new driver answers a few seconds after supervisord restarts it, long before
     # its Spark session and first micro-batch (about 20-40 s on our machines).
-    samples = wait_for(lambda: (s := _samples(endpoint)) and _by_query(s, STARTED) != before
+    samples = wait_for(lambda: (s := _samples(endpoint, login)) and _by_query(s, STARTED) != before
                        and s, 120, what="the restarted driver's metrics endpoint",
                        ignore=(requests.RequestException,))
     started = _by_query(samples, STARTED)
