@@ -9,9 +9,13 @@ nothing else. The set is derived from the contracts, never written twice:
 - the stream job's principal reads the posts topic, with consumer groups whose ids
   start with :data:`evilnet.kafka_clients.STREAM_JOB_GROUP_PREFIX` only.
 
-Converging adds what is missing and removes any other ACL naming one of these
-principals (a grant made by hand is taken back on the next run); ACLs of other
-principals are left alone.
+Converging adds what is missing and removes any other ACL of these principals on
+the pipeline's topics and groups, on a pattern wider than one name (PREFIXED, the
+``*`` wildcard) or on the cluster (a grant made by hand there is taken back on the
+next run). A LITERAL grant of theirs on another topic or group (a test's or a
+benchmark's, given by whoever made it) is left alone, as are the ACLs of other
+principals: it reaches none of the pipeline's data, and taking it back would break
+that topic's reader in the middle of its work.
 """
 
 from __future__ import annotations
@@ -73,6 +77,14 @@ def _acl(grant: Grant):
                                ACLResourcePatternType[grant.pattern]))
 
 
+def _on_another_topic_or_group(acl, ours: set[str]) -> bool:
+    """Whether ``acl`` names one topic or group literally, and not one of ``ours``."""
+    pattern = acl.resource_pattern
+    return (pattern.resource_type.name in ("TOPIC", "GROUP")
+            and pattern.pattern_type.name == "LITERAL"
+            and pattern.resource_name not in ours and pattern.resource_name != "*")
+
+
 def _grant(acl) -> Grant | None:
     """An ACL as a Grant; None for what no Grant can say (a DENY, one host only)."""
     if acl.permission_type.name != "ALLOW" or acl.host != "*":
@@ -117,7 +129,9 @@ def ensure_acls(bootstrap: str, grants: list[Grant],
                 raise AclError("cannot add ACLs: " + "; ".join(
                     sorted({error.__name__ for error in result["failed"]})))
             changes += [f"added {grant}" for grant in missing]
-        extra = [acl for acl in existing if _grant(acl) not in wanted]
+        ours = {grant.name for grant in grants}
+        extra = [acl for acl in existing if _grant(acl) not in wanted
+                 and not _on_another_topic_or_group(acl, ours)]
         if extra:
             admin.delete_acls([ACLFilter(acl.principal, acl.host, acl.operation,
                                          acl.permission_type, ResourcePatternFilter(

@@ -10,7 +10,10 @@ Two steps, each idempotent and safe to run again after a failure at any point:
    afterwards as ADMIN, and it changes nothing.
 2. :func:`ensure_roles`, as ADMIN, after the schema: the job's and the reader's roles
    with their passwords, and exactly their grants on the keyspace (what is missing is
-   granted, anything else taken back).
+   granted, anything else on it or wider taken back). Grants on another keyspace or
+   its tables (a test's, a benchmark's, given by whoever made it) are left alone:
+   they reach no pipeline data, and taking them back would break that keyspace's
+   user in the middle of its work.
 
 Role statements take no bind markers: a password is written into the statement's text,
 sent over TLS, and never logged (the passwords are letters and digits, quoted anyway).
@@ -18,6 +21,7 @@ sent over TLS, and never logged (the passwords are letters and digits, quoted an
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -227,12 +231,20 @@ def ensure_roles(hosts: Sequence[str], port: int, admin: CassandraSecurity, keys
                 session.execute(f"GRANT {permission} ON KEYSPACE {keyspace} TO {role.name}")
                 changes.append(f"granted {permission} on {keyspace} to {role.name}")
             for held_on, permission in sorted(granted - wanted):
+                if _on_another_keyspace(held_on, keyspace):
+                    continue
                 session.execute(f"REVOKE {permission} ON {_resource_cql(held_on)} "
                                 f"FROM {role.name}")
                 changes.append(f"revoked {permission} on {held_on} from {role.name}")
     finally:
         session.close()
     return changes
+
+
+def _on_another_keyspace(resource: str, keyspace: str) -> bool:
+    """Whether LIST PERMISSIONS' ``resource`` is another keyspace or one of its tables."""
+    named = re.fullmatch(r"<(?:keyspace (\w+)|table (\w+)\.\w+)>", resource)
+    return named is not None and (named[1] or named[2]) != keyspace
 
 
 def _resource_cql(resource: str) -> str:

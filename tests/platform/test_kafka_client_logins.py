@@ -126,7 +126,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 @pytest.fixture(scope="module")
 def plaintext(tmp_path_factory: pytest.TempPathFactory) -> Site:
-    site = Site(tmp_path_factory.mktemp("plaintext"), kafka_security_enabled=False)
+    # Cassandra plaintext too: a secured one also ships the job's hosts the CA bundle.
+    site = Site(tmp_path_factory.mktemp("plaintext"), kafka_security_enabled=False,
+                cassandra_security_enabled=False)
     site.run(site.workers(), *site.rest())
     return site
 

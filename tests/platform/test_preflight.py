@@ -110,10 +110,12 @@ def test_a_checkpoint_declared_shared_passes_preflight_with_workers_elsewhere(
     assert run.returncode == 0, run.output[-3000:]
 
 
-
 def test_producers_in_containers_pass_preflight_on_a_plaintext_kafka(tmp_path: Path) -> None:
     def containers(_: dict, group_vars: dict) -> None:
-        group_vars["producer_runner"] = "compose"  # the local inventory's Kafka: plaintext
+        group_vars["producer_runner"] = "compose"
+        # Kafka and the metrics endpoints plaintext: a container then needs no host file.
+        group_vars["kafka_security_enabled"] = False
+        group_vars["prometheus_security_enabled"] = False
 
     run = _preflight(tmp_path, containers)
     assert run.returncode == 0, run.output[-3000:]
