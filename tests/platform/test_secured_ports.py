@@ -51,8 +51,10 @@ KNOWN_OPEN = {
     "jmx-rmi": "the same JMX connector's RMI port",
     "x-api-simulator": "the simulator's /_sim/ control endpoints, a local stand-in for X "
                        "that no production inventory deploys",
-    "local-secret": "pyspark 4.2 starts the driver's py4j callback server without a token "
-                    "(pyspark/java_gateway.py), on 127.0.0.1 of the master",
+    "local-secret": "the stream job driver's py4j servers on 127.0.0.1 of the master answer "
+                    "a command without the token: pyspark 4.2's Python callback server has "
+                    "none (pyspark/java_gateway.py), and its JVM gateway answered one too "
+                    "(not yet understood)",
 }
 INVENTORY = Path(os.environ.get("EVILNET_SECURITY_INVENTORY",
                                 REPO_ROOT / "inventories" / "local"))
