@@ -905,3 +905,22 @@ def plaintext_services(inventory: Inventory) -> list[str]:
         if not _enabled(inventory.var(host, "prometheus_security_enabled", "prometheus")):
             found.append("prometheus_security_enabled")
     return found
+
+
+# The stack the acceptance tests probe: the local one, or $EVILNET_SECURITY_INVENTORY.
+SECURITY_INVENTORY = Path(os.environ.get(
+    "EVILNET_SECURITY_INVENTORY", TESTS.parent / "inventories" / "local"))
+
+
+def secured_inventory(purpose: str) -> Inventory:
+    """SECURITY_INVENTORY, loaded; the calling test skips (saying ``purpose``) where
+    a service of it runs unsecured."""
+    import pytest
+    from stack_guard import ROLES
+
+    found = Inventory.load(SECURITY_INVENTORY, roles=ROLES)
+    plaintext = plaintext_services(found)
+    if plaintext:
+        pytest.skip(f"{SECURITY_INVENTORY} runs services unsecured "
+                    f"({', '.join(plaintext)} false): {purpose}")
+    return found

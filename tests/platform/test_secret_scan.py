@@ -37,8 +37,7 @@ import os
 from pathlib import Path
 
 import pytest
-from security_probes import plaintext_services, stack_roots
-from stack_guard import ROLES
+from security_probes import SECURITY_INVENTORY, secured_inventory, stack_roots
 
 from evilnet.platform import secrets
 from evilnet.platform.footprint import service_of
@@ -47,8 +46,6 @@ from evilnet.platform.inventory import Inventory
 pytestmark = pytest.mark.stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = Path(os.environ.get("EVILNET_SECURITY_INVENTORY",
-                                REPO_ROOT / "inventories" / "local"))
 # Beside the controller's secrets and CA in its run directory, what holds no
 # deployment's files: the bed's own state (another inventory) and the wheel cache.
 NOT_THIS_INVENTORY = ("testbed", "uv-cache")
@@ -58,13 +55,9 @@ SPARK_EXECUTOR_SECRET = ("_SPARK_AUTH_SECRET", "spark/auth.secret", "spark-worke
 
 @pytest.fixture(scope="module")
 def inventory() -> Inventory:
-    found = Inventory.load(INVENTORY, roles=ROLES)
-    plaintext = plaintext_services(found)
-    if plaintext:
-        pytest.skip(f"{INVENTORY} runs services unsecured ({', '.join(plaintext)} false): "
-                    "the scan is the secured stack's acceptance")
+    found = secured_inventory("the scan is the secured stack's acceptance")
     if found.setting("evilnet_secrets_source") != "files":
-        pytest.skip(f"{INVENTORY} keeps its secrets in Vault: no values on the controller")
+        pytest.skip(f"{SECURITY_INVENTORY} keeps its secrets in Vault: no values on the controller")
     return found
 
 

@@ -21,7 +21,6 @@ skips).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -33,11 +32,10 @@ from security_probes import (
     host_addresses,
     listening,
     owner_of,
-    plaintext_services,
+    secured_inventory,
     stack_roots,
     survey,
 )
-from stack_guard import ROLES
 
 from evilnet.platform.inventory import Inventory, deployed_shards
 
@@ -56,17 +54,11 @@ KNOWN_OPEN = {
                     "none (pyspark/java_gateway.py), and its JVM gateway answered one too "
                     "(not yet understood)",
 }
-INVENTORY = Path(os.environ.get("EVILNET_SECURITY_INVENTORY",
-                                REPO_ROOT / "inventories" / "local"))
 
 
 @pytest.fixture(scope="module")
 def inventory() -> Inventory:
-    found = Inventory.load(INVENTORY, roles=ROLES)
-    plaintext = plaintext_services(found)
-    if plaintext:
-        pytest.skip(f"{INVENTORY} runs services unsecured ({', '.join(plaintext)} false): "
-                    "the probes expect every service secured")
+    found = secured_inventory("the probes expect every service secured")
     return found
 
 
