@@ -48,6 +48,9 @@ import yaml
 # Who Prometheus logs in as, and the name of its password in the secrets catalog.
 SCRAPE_USER = "prometheus"
 SCRAPE_SECRET = "prometheus_scrape_password"
+# Where the controller finds that password when the inventory keeps its secrets in
+# Vault: the variable Jenkins binds it to (withCredentials), never a file.
+SCRAPE_PASSWORD_ENV = "PROMETHEUS_SCRAPE_PASSWORD"
 # The agent's name of the hash (httpServer.authentication.basic.algorithm).
 HASH_ALGORITHM = "SHA-256"
 _REALM = "metrics"

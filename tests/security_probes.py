@@ -280,12 +280,35 @@ def expected_ports(inventory: Inventory,
 SPARK_GROUPS = frozenset({"spark_master", "spark_workers"})
 
 
-def fallback_probe(listener: Listener, groups: set[str]) -> Expected | None:
+def _spark_ui_port(pid: int, proc: Path) -> int | None:
+    """The ``spark.ui.port`` a driver's JVM was started with (spark-submit passes
+    ``--conf spark.ui.port=N`` on), None without one."""
+    for argument in _places(pid, proc):
+        if argument.startswith("spark.ui.port="):
+            with contextlib.suppress(ValueError):
+                return int(argument.partition("=")[2])
+    return None
+
+
+def fallback_probe(listener: Listener, groups: set[str], *, ui_tls_offset: int = 400,
+                   proc: Path = Path("/proc")) -> Expected | None:
     """The probe of a port no variable names, by what holds it on a host of
-    ``groups``; None: nothing known holds such a port (uncovered)."""
+    ``groups``; None: nothing known holds such a port (uncovered).
+
+    A further driver on a Spark host (another stream_job instance, such as the
+    analytics tests') names its UI port on its own command line: that port is its
+    UI's HTTP side, ``ui_tls_offset`` above it the HTTPS side (Spark's rule)."""
     names = {name for name, _ in listener.processes}
     loopback = listener.loopback_only
     if groups & SPARK_GROUPS and "java" in names:
+        for name, pid in listener.processes:
+            ui_port = _spark_ui_port(pid, proc) if name == "java" else None
+            if ui_port is not None and listener.port == ui_port:
+                return Expected(f"a Spark driver's UI, HTTP (its spark.ui.port={ui_port})",
+                                "ui-http")
+            if ui_port is not None and listener.port == ui_port + ui_tls_offset:
+                return Expected(f"a Spark driver's UI, HTTPS (its spark.ui.port={ui_port} "
+                                f"+ {ui_tls_offset})", "ui-https")
         if loopback:
             return Expected("a Spark JVM's loopback server (py4j gateway, a pyspark "
                             "SocketAuthServer)", "local-secret")
@@ -867,7 +890,8 @@ def survey(inventory: Inventory, rows: list[Row], context: Context) -> list[Row]
 def classify(inventory: Inventory, host: str, listener: Listener, owner: str,
              table: dict[tuple[str, int], Expected]) -> Row:
     expected = table.get((host, listener.port)) or fallback_probe(
-        listener, _groups_of(inventory, host))
+        listener, _groups_of(inventory, host),
+        ui_tls_offset=int(inventory.var(host, "spark_ui_tls_port_offset", "spark")))
     if expected is None:
         return Row(host, listener, owner, "nothing the inventory names", None)
     return Row(host, listener, owner, expected.what, expected.probe)

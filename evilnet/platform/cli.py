@@ -29,6 +29,7 @@ from evilnet.locations import (
     ZOOKEEPER_PORT,
     Endpoint,
     Endpoints,
+    LocationError,
     Stack,
     cassandra_login,
     cassandra_login_option,
@@ -294,7 +295,7 @@ def health_spark(spark_master: str, workers: tuple[str, ...], cafile: Path | Non
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Secured metrics: the CA bundle to verify the shards' HTTPS with; the "
                    "scrape password comes on stdin (--metrics-password-stdin) [default: "
-                   "without --plan, the inventory's login where its metrics are secured].")
+                   "the inventory's login where its metrics are secured].")
 @click.option("--metrics-password-stdin", is_flag=True,
               help="Read Prometheus's scrape password from stdin (with --metrics-ca).")
 @_wait
@@ -305,17 +306,11 @@ def health_producers(plan_path: Path | None, host: str | None, only_shards: tupl
     """Every planned shard's metrics endpoint answers with its stream connected."""
     if metrics_password_stdin != (metrics_cafile is not None):
         raise click.UsageError("--metrics-ca and --metrics-password-stdin go together")
-    login = None
     try:
-        if metrics_cafile is not None:
-            login = checks.WebLogin(SCRAPE_USER, sys.stdin.readline().strip(),
-                                    str(metrics_cafile))
         if plan_path is not None:
             shards = read_plan(plan_path)["shards"]
         else:
-            inventory = _inventory()
-            shards = deployed_shards(inventory.path)
-            login = login or inventory.metrics_login()
+            shards = deployed_shards(_inventory().path)
             plan_path = Path("the producer hosts' deployed.json")
     except (PlanError, InventoryError) as error:
         _fail(str(error))
@@ -324,6 +319,12 @@ def health_producers(plan_path: Path | None, host: str | None, only_shards: tupl
         _fail(f"no shard {', '.join(unknown)} in {plan_path}")
     shards = [s for s in shards if (host is None or s["host"] == host)
               and (not only_shards or s["name"] in only_shards)]
+    try:
+        # A plan's shards run on the inventory's hosts, behind its metrics login.
+        login = (checks.WebLogin(SCRAPE_USER, sys.stdin.readline().strip(), str(metrics_cafile))
+                 if metrics_cafile is not None else _inventory().metrics_login())
+    except (InventoryError, LocationError) as error:
+        _fail(str(error))
 
     def results() -> dict[str, checks.Health]:
         # Copies of one shard share its name: a line per producer copy.

@@ -32,7 +32,7 @@ from evilnet.locations import (
     Locations,
     Stack,
 )
-from evilnet.metrics_endpoint import SCRAPE_SECRET, SCRAPE_USER
+from evilnet.metrics_endpoint import SCRAPE_PASSWORD_ENV, SCRAPE_SECRET, SCRAPE_USER
 from evilnet.planner import Settings
 from evilnet.platform import health as checks
 from evilnet.platform import secrets
@@ -221,14 +221,20 @@ class Inventory:
     def metrics_login(self) -> checks.WebLogin | None:
         """How the controller scrapes this inventory's exporters (the producers' and
         the others' metrics endpoints): Prometheus's scrape login, from the
-        inventory's secret files, TLS verified with its CA; None where they are
-        plain HTTP (evilnet.metrics_endpoint)."""
+        inventory's secret files (with Vault: the environment variable
+        $PROMETHEUS_SCRAPE_PASSWORD, as Jenkins binds it), TLS verified with its CA;
+        None where they are plain HTTP (evilnet.metrics_endpoint)."""
         if not self.metrics_secured():
             return None
-        if self.setting("evilnet_secrets_source") != "files":
-            raise InventoryError(f"{self.path} keeps its secrets in Vault: the controller "
-                                 "has no scrape password file to read the exporters with")
-        password = secrets.read(self.controller_dir("evilnet_secrets_dir"), SCRAPE_SECRET)
+        if self.setting("evilnet_secrets_source") == "files":
+            password = secrets.read(self.controller_dir("evilnet_secrets_dir"), SCRAPE_SECRET)
+        else:
+            password = os.environ.get(SCRAPE_PASSWORD_ENV, "")
+            if not password:
+                raise InventoryError(
+                    f"{self.path} keeps its secrets in Vault: the controller has no scrape "
+                    f"password file; give Prometheus's scrape password in ${SCRAPE_PASSWORD_ENV} "
+                    "(Jenkins: withCredentials) or on stdin (--metrics-password-stdin)")
         return checks.WebLogin(SCRAPE_USER, password,
                                str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
 

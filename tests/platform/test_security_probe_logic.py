@@ -159,6 +159,23 @@ def test_ports_no_variable_names_go_by_what_holds_them() -> None:
     assert probe("127.0.1.9", "python", {"producers"}) is None
 
 
+def test_a_further_drivers_ui_is_known_by_its_own_spark_ui_port(tmp_path: Path) -> None:
+    # A second job on the master (the analytics tests') names its UI port itself.
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "cmdline").write_bytes(
+        b"java\0-cp\0jars\0org.apache.spark.deploy.SparkSubmit\0--conf\0"
+        b"spark.ui.port=4041\0job.py\0")
+
+    def probe(port: int) -> str | None:
+        found = fallback_probe(Listener("127.0.1.7", port, (("java", 42),)), {"spark_master"},
+                               ui_tls_offset=400, proc=tmp_path)
+        return found.probe if found else None
+
+    assert probe(4041) == "ui-http"
+    assert probe(4441) == "ui-https"
+    assert probe(4042) == "spark-rpc"
+
+
 # --- the probes, against throwaway servers --------------------------------------------
 
 @contextlib.contextmanager
