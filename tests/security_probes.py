@@ -291,18 +291,20 @@ def _spark_ui_port(pid: int, proc: Path) -> int | None:
 
 
 def fallback_probe(listener: Listener, groups: set[str], *, ui_tls_offset: int = 400,
-                   proc: Path = Path("/proc")) -> Expected | None:
+                   proc: Path | None = Path("/proc")) -> Expected | None:
     """The probe of a port no variable names, by what holds it on a host of
     ``groups``; None: nothing known holds such a port (uncovered).
 
     A further driver on a Spark host (another stream_job instance, such as the
     analytics tests') names its UI port on its own command line: that port is its
-    UI's HTTP side, ``ui_tls_offset`` above it the HTTPS side (Spark's rule)."""
+    UI's HTTP side, ``ui_tls_offset`` above it the HTTPS side (Spark's rule).
+    ``proc``: where the listeners' processes are seen (None: not from here, as for a
+    host with a process namespace of its own)."""
     names = {name for name, _ in listener.processes}
     loopback = listener.loopback_only
     if groups & SPARK_GROUPS and "java" in names:
         for name, pid in listener.processes:
-            ui_port = _spark_ui_port(pid, proc) if name == "java" else None
+            ui_port = _spark_ui_port(pid, proc) if name == "java" and proc else None
             if ui_port is not None and listener.port == ui_port:
                 return Expected(f"a Spark driver's UI, HTTP (its spark.ui.port={ui_port})",
                                 "ui-http")
@@ -888,9 +890,10 @@ def survey(inventory: Inventory, rows: list[Row], context: Context) -> list[Row]
 
 
 def classify(inventory: Inventory, host: str, listener: Listener, owner: str,
-             table: dict[tuple[str, int], Expected]) -> Row:
+             table: dict[tuple[str, int], Expected], *,
+             proc: Path | None = Path("/proc")) -> Row:
     expected = table.get((host, listener.port)) or fallback_probe(
-        listener, _groups_of(inventory, host),
+        listener, _groups_of(inventory, host), proc=proc,
         ui_tls_offset=int(inventory.var(host, "spark_ui_tls_port_offset", "spark")))
     if expected is None:
         return Row(host, listener, owner, "nothing the inventory names", None)

@@ -44,7 +44,8 @@ def _row(inventory: Inventory, host: str, listener: Listener, table) -> Row:
     if ipaddress.ip_address(listener.address).is_loopback:
         return Row(host, listener, listener.process, "the host's loopback only",
                    "loopback-only", target=inventory.address(host))
-    return classify(inventory, host, listener, listener.process, table)
+    # Its processes live in its own PID namespace: not to be looked up here.
+    return classify(inventory, host, listener, listener.process, table, proc=None)
 
 
 def test_every_listening_port_of_every_host_refuses_a_stranger(
