@@ -591,13 +591,41 @@ def probe_cassandra_native(address: str, port: int, context: Context) -> Verdict
                          "plaintext: dropped")
 
 
-def probe_jmx(address: str, port: int, context: Context) -> Verdict:
-    """A JMX client without credentials (tests/probes/JmxProbe.java, one short JVM)."""
-    result = subprocess.run(["nice", "-n", "19", context.java, str(JMX_PROBE), address,
-                             str(port)], capture_output=True, text=True, timeout=120,
-                            check=False)
+def jmx_login(address: str, port: int, java: str = "java", user: str | None = None,
+              password: str = "") -> tuple[int, str]:
+    """tests/probes/JmxProbe.java (one short JVM) against the JMX registry at
+    ``address:port``: without credentials, or as ``user`` with ``password`` (given on
+    its standard input, never on its command line). Its exit code (3: refused by the
+    server's authenticator, 0: let in, 1: no answer) and what it said."""
+    result = subprocess.run(["nice", "-n", "19", java, str(JMX_PROBE), address, str(port),
+                             *([user] if user else [])], input=password + "\n",
+                            capture_output=True, text=True, timeout=120, check=False)
     said = (result.stdout.strip() or result.stderr.strip()[:300]).replace("\n", " ")
-    return Verdict(result.returncode == 3, said)
+    return result.returncode, said
+
+
+JMX_DEFAULT_USER = "evilnet_jmx"  # the cassandra role's cassandra_jmx_user
+
+
+def probe_jmx(address: str, port: int, context: Context) -> Verdict:
+    """A JMX client without credentials, then as the node's JMX user with a wrong
+    password: each must be refused by the server's authenticator (a SecurityException,
+    which Cassandra's JMX server wraps in a RuntimeException: JmxProbe.java finds it in
+    the chain of causes); a client let in, no answer or another error is no refusal."""
+    inventory = context.inventory
+    user = JMX_DEFAULT_USER
+    if inventory is not None and inventory.groups.get("cassandra"):
+        user = str(inventory.var(inventory.groups["cassandra"][0], "cassandra_jmx_user",
+                                 "cassandra"))
+    said = []
+    for who, login in (("without credentials", {}),
+                       (f"{user} with a wrong password",
+                        {"user": user, "password": WRONG_PASSWORD})):
+        code, answer = jmx_login(address, port, context.java, **login)
+        said.append(f"{who}: {answer}")
+        if code != 3 or not answer.startswith("refused: "):
+            return Verdict(False, "; ".join(said))
+    return Verdict(True, "; ".join(said))
 
 
 def probe_jmx_rmi(address: str, port: int, context: Context) -> Verdict:

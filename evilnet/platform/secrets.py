@@ -74,6 +74,9 @@ SECRETS: tuple[Secret, ...] = (
            "Cassandra role of the stream job (writes its tables)"),
     Secret("cassandra_reader_password", "cassandra/reader.password",
            "Cassandra read-only role of Grafana and `evilnet query`"),
+    Secret("cassandra_jmx_password", "cassandra/jmx.password",
+           "JMX login of each Cassandra node (nodetool on the node, from its 0600 "
+           "password file)"),
     Secret("spark_auth_secret", "spark/auth.secret",
            "spark.authenticate.secret shared by the master, the workers and the job", 64),
     Secret("prometheus_password", "prometheus/web.password",

@@ -13,6 +13,7 @@ reader get no more than their tables.
 
 from __future__ import annotations
 
+import re
 import ssl
 import stat
 from pathlib import Path
@@ -119,6 +120,46 @@ def test_the_admins_login_file_is_its_owners_alone_and_complete(secured: Path) -
     assert others == []
 
 
+def _options(conf_dir: Path, name: str) -> list[str]:
+    """A Java argument file's options (comments and blank lines dropped)."""
+    return [line.strip() for line in (conf_dir / name).read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+JMX_EXPORT = "--add-exports java.management/com.sun.jmx.remote.security=ALL-UNNAMED"
+
+
+def test_a_secured_nodes_jmx_asks_for_the_password_files_login(secured: Path) -> None:
+    password_file = secured / "logins" / "jmxremote.password"
+    access_file = secured / "jmxremote.access"
+    options = _options(secured, "jvm-server.options")
+    assert "-Dcom.sun.management.jmxremote.authenticate=true" in options
+    assert "-Dcom.sun.management.jmxremote.authenticate=false" not in options
+    named = {option.split("=", 1)[0]: Path(option.split("=", 1)[1]).resolve()
+             for option in options if option.startswith("-Dcom.sun.management.jmxremote.")
+             and option.split("=", 1)[0].endswith("file")}
+    assert named == {"-Dcom.sun.management.jmxremote.password.file": password_file.resolve(),
+                     "-Dcom.sun.management.jmxremote.access.file": access_file.resolve()}
+    # Without the export, 5.0.7 does not start on Java 17 (IllegalAccessException on
+    # the JVM's JMXPluggableAuthenticator, seen on a live node).
+    assert JMX_EXPORT in _options(secured, "jvm17-server.options")
+    password = secrets.read(secured.parents[3] / "state" / "secrets", "cassandra_jmx_password")
+    assert password_file.read_text() == f"evilnet_jmx {password}\n"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert access_file.read_text() == "evilnet_jmx readwrite\n"
+    assert password.encode() not in access_file.read_bytes()
+
+
+def test_nodetool_logs_in_from_the_jmx_password_file(secured: Path) -> None:
+    nodetool = (secured.parents[1] / "bin" / "nodetool").read_text()
+    (user, password_file), = re.findall(r"-u (\S+) -pwf (\S+)", nodetool)
+    # The JVM's password file: nodetool reads the password from it, never an argument.
+    assert (user, Path(password_file).resolve()) == (
+        "evilnet_jmx", (secured / "logins" / "jmxremote.password").resolve())
+    password = secrets.read(secured.parents[3] / "state" / "secrets", "cassandra_jmx_password")
+    assert password not in nodetool
+
+
 def test_a_plaintext_inventory_gets_the_plaintext_settings(tmp_path: Path) -> None:
     conf_dir = _render(tmp_path, cassandra_security_enabled=False)
     config = _config(conf_dir)
@@ -127,6 +168,10 @@ def test_a_plaintext_inventory_gets_the_plaintext_settings(tmp_path: Path) -> No
     assert "client_encryption_options" not in config
     assert "server_encryption_options" not in config
     assert not (conf_dir / "logins").exists()
+    assert "-Dcom.sun.management.jmxremote.authenticate=false" in _options(
+        conf_dir, "jvm-server.options")
+    assert not (conf_dir / "jmxremote.access").exists()
+    assert "-pwf" not in (conf_dir.parents[1] / "bin" / "nodetool").read_text()
 
 
 # --- The clients' login ----------------------------------------------------------------

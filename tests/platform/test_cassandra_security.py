@@ -4,26 +4,40 @@ TLS client without a login, a wrong password, an unknown role and the default
 `cassandra` superuser are refused; a peer without a certificate of the inventory's
 CA is refused on the storage port; the reader may only read (Cassandra's own
 Unauthorized error on a write), the job may write its tables but not create or drop
-any.
+any. JMX (nodetool's port and its connector's object port) refuses a client without
+credentials and a wrong password with the authenticator's SecurityException, lets
+the node's JMX user in, and the role's nodetool logs in from the password file.
 
 The node is the local stack's (inventories/local), or the inventory named by
 $EVILNET_SECURITY_INVENTORY (a throwaway secured node, as the branch's verification
-ran). Credentials come from the inventory's own files (its CA and secrets
-directories), as `evilnet` reads them. The job's write goes to job_progress under a
+ran; its hosts' roots under $EVILNET_SECURITY_HOSTS, if not where the inventory puts
+them, for the role's nodetool). Credentials come from the inventory's own files (its
+CA and secrets directories), as `evilnet` reads them. The job's write goes to job_progress under a
 job name of its own, deleted again; nothing else is written.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import ssl
+import stat
+import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from security_probes import stranger_certificate, tls_client_verdict
+from security_probes import (
+    WRONG_PASSWORD,
+    Context,
+    jmx_login,
+    stack_roots,
+    stranger_certificate,
+    tls_client_verdict,
+)
 from stack_guard import ROLES
 
 from evilnet.cassandra_clients import (
@@ -34,6 +48,7 @@ from evilnet.cassandra_clients import (
     STREAM_JOB,
     CassandraSecurity,
 )
+from evilnet.platform import secrets
 from evilnet.platform.inventory import Inventory
 from evilnet.schema import JOB_PROGRESS, KEYSPACE
 from evilnet.spark.store import CassandraStore, connect
@@ -244,3 +259,76 @@ def test_the_job_may_write_its_tables_but_not_create_or_drop_any(
             session.execute("CREATE ROLE mallory WITH PASSWORD = 'x' AND LOGIN = true")
     finally:
         cluster.shutdown()
+
+
+# --- JMX (nodetool) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jmx(inventory: Inventory) -> dict[str, str | int]:
+    """The first node's JMX registry (on 127.0.0.1), its JMX user and password (the
+    inventory's secret file), and the Java that runs tests/probes/JmxProbe.java."""
+    host = inventory.groups["cassandra"][0]
+    java = Context.of(inventory).java
+    if not (Path(java).exists() or shutil.which(java)):
+        pytest.skip(f"no Java to run tests/probes/JmxProbe.java ({java}: evilnet_java_home)")
+    return {"host": host, "java": java,
+            "port": int(inventory.var(host, "cassandra_jmx_port", "cassandra")),
+            "user": str(inventory.var(host, "cassandra_jmx_user", "cassandra")),
+            "password": secrets.read(inventory.controller_dir("evilnet_secrets_dir"),
+                                     "cassandra_jmx_password")}
+
+
+def _jmx(jmx: dict, **login: str) -> tuple[int, str]:
+    return jmx_login("127.0.0.1", jmx["port"], jmx["java"], **login)
+
+
+# The registry hands out the connector's stub; the login is the connector's
+# newClient, served on its object port: each refusal below is that port's answer.
+def test_jmx_without_credentials_is_refused(jmx: dict) -> None:
+    code, said = _jmx(jmx)
+    assert code == 3 and said == "refused: Authentication failed! Credentials required", said
+
+
+@pytest.mark.parametrize("who", ["wrong password", "unknown user"])
+def test_jmx_with_a_wrong_login_is_refused(jmx: dict, who: str) -> None:
+    user = jmx["user"] if who == "wrong password" else "mallory"
+    password = WRONG_PASSWORD if who == "wrong password" else jmx["password"]
+    code, said = _jmx(jmx, user=user, password=password)
+    assert code == 3, said
+    assert said == "refused: Authentication failed! Invalid username or password", said
+
+
+def test_jmx_lets_the_nodes_jmx_user_in(jmx: dict) -> None:
+    code, said = _jmx(jmx, user=jmx["user"], password=jmx["password"])
+    assert code == 0 and said.startswith(f"answered as {jmx['user']}: "), said
+
+
+def _node_root(inventory: Inventory, host: str) -> Path:
+    root = stack_roots(inventory).get(host)
+    if root is None or not (root / "bin" / "nodetool").exists():
+        pytest.skip(f"no rendered nodetool of {host} on this machine (its root: "
+                    f"{root}; $EVILNET_SECURITY_HOSTS names the hosts' roots)")
+    return root
+
+
+def test_the_jmx_password_file_is_the_service_accounts_alone(inventory: Inventory,
+                                                            jmx: dict) -> None:
+    nodetool = _node_root(inventory, jmx["host"]) / "bin" / "nodetool"
+    # The file nodetool's -pwf names is the one the node's JVM checks logins against.
+    (password_file,) = re.findall(r"-pwf (\S+)", nodetool.read_text())
+    mode = stat.S_IMODE(Path(password_file).stat().st_mode)
+    assert mode & 0o077 == 0, oct(mode)
+    # As rendered: the JVM did not rewrite it (it hashes clear passwords only where it
+    # is told to; a rewritten file would restart the node at every run of the role).
+    assert Path(password_file).read_text() == f"{jmx['user']} {jmx['password']}\n"
+
+
+def test_nodetool_logs_in_from_the_password_file(inventory: Inventory, jmx: dict) -> None:
+    root = _node_root(inventory, jmx["host"])
+    nodetool = root / "bin" / "nodetool"
+    assert jmx["password"] not in nodetool.read_text()  # -pwf: read from the file
+    result = subprocess.run(["nice", "-n", "19", str(nodetool), "status"],
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"UN  {inventory.address(jmx['host'])}" in result.stdout, result.stdout

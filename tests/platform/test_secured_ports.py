@@ -44,9 +44,6 @@ pytestmark = pytest.mark.stack
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Probe name -> why its ports do not refuse yet (each a known gap, not a pass).
 KNOWN_OPEN = {
-    "jmx": "Cassandra's JMX connector on the loopback takes no login: the JVM's "
-           "authenticator is not exported to Cassandra on Java 17 (tried, reverted)",
-    "jmx-rmi": "the same JMX connector's RMI port",
     "x-api-simulator": "the simulator's /_sim/ control endpoints, a local stand-in for X "
                        "that no production inventory deploys",
     "local-secret": "the stream job driver's py4j servers on 127.0.0.1 of the master answer "

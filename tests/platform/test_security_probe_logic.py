@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from security_probes import (
+    WRONG_PASSWORD,
     Context,
     Listener,
     expected_ports,
@@ -375,6 +376,45 @@ def test_the_jmx_probe_runs_and_does_not_take_silence_for_a_refusal() -> None:
         port = closed.getsockname()[1]
     verdict = probe_jmx(HERE, port, Context(None, java=java))
     assert not verdict.refused and "Connection refused" in verdict.detail
+
+
+# A stand-in for `java JmxProbe.java HOST PORT [USER]`: answers as $ANSWER_<n> with exit
+# $CODE_<n> (n: 4 with a user, 3 without), and logs its arguments and its stdin.
+FAKE_JAVA = """#!/bin/sh
+read -r password
+echo "argv: $* stdin: $password" >> "$PROBE_LOG"
+if [ $# -gt 3 ]; then echo "$ANSWER_4"; exit "$CODE_4"; fi
+echo "$ANSWER_3"; exit "$CODE_3"
+"""
+
+
+@pytest.mark.parametrize(("without", "wrong", "refused"), [
+    ((3, "refused: Authentication failed! Credentials required"),
+     (3, "refused: Authentication failed! Invalid username or password"), True),
+    ((3, "refused: Authentication failed! Credentials required"),
+     (0, "answered as evilnet_jmx: 12 MBeans"), False),  # any password would do
+    ((0, "answered without credentials: 12 MBeans"), (3, "refused: x"), False),
+    ((3, "something else"), (3, "refused: x"), False),  # exit 3 without the refusal
+    ((1, "no answer: java.net.ConnectException"), (1, "no answer"), False),
+], ids=["both refused", "any password", "open", "unrecognised", "silent"])
+def test_the_jmx_probe_passes_only_on_both_refusals(tmp_path: Path, monkeypatch,
+                                                    without, wrong, refused: bool) -> None:
+    java = tmp_path / "java"
+    java.write_text(FAKE_JAVA)
+    java.chmod(0o755)
+    log = tmp_path / "probe.log"
+    for arguments, (code, answer) in ((3, without), (4, wrong)):
+        monkeypatch.setenv(f"CODE_{arguments}", str(code))
+        monkeypatch.setenv(f"ANSWER_{arguments}", answer)
+    monkeypatch.setenv("PROBE_LOG", str(log))
+    verdict = probe_jmx("127.0.0.1", 7199, Context(None, java=str(java)))
+    assert verdict.refused is refused, verdict.detail
+    calls = log.read_text().splitlines()
+    assert calls[0].endswith("127.0.0.1 7199 stdin: ")  # no credentials at all
+    if refused:
+        # The wrong password goes to the probe's stdin, never its command line.
+        assert calls[1].endswith(f"127.0.0.1 7199 evilnet_jmx stdin: {WRONG_PASSWORD}")
+        assert WRONG_PASSWORD not in calls[1].split(" stdin: ")[0]
 
 
 # --- the secret scan -----------------------------------------------------------------
