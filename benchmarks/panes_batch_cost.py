@@ -22,7 +22,9 @@ aggregation and ``foreachBatch`` writer (``single_query``), into the in-memory
 stand-in of Cassandra of tests/analytics/spark_local_driver.py: the store methods
 run, the CQL does not. So the figures leave out Cassandra's own time, which is not
 the same for both: ``panes`` also writes its panes and reads the stored ones back
-(``statements`` in the output counts each layout's statements).
+(``statements`` in the output counts each layout's statements). ``--cassandra
+HOST[:PORT]`` writes into a real (throwaway!) Cassandra instead, a keyspace per
+layout, and compares the two keyspaces' output tables at the end.
 
 A warm-up round on 1/20 of the backlog runs first for each layout (code
 generation, first loads); then ``--rounds`` rounds, alternating which layout goes
@@ -86,7 +88,45 @@ def backlog(posts: int, cities: int, zipf: float, minutes: int, seed: int = 7) -
     return out
 
 
-def run(spark, driver, layout: str, values: list[str], batches: int, work: Path) -> dict:
+def cassandra_store(session, keyspace: str):
+    """A CassandraStore on a fresh ``keyspace`` (schema applied), counting its statements."""
+    from evilnet.schema import apply_schema
+    from evilnet.spark.store import CassandraStore
+
+    session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    apply_schema(session, keyspace)
+    store = CassandraStore(session, keyspace)
+    store.statements = {}
+    run_statements = store._run
+
+    def counted(name, parameters):
+        store.statements[name] = store.statements.get(name, 0) + len(parameters)
+        return run_statements(name, parameters)
+
+    store._run = counted
+    return store
+
+
+def table_rows(session, keyspace: str) -> dict[str, list]:
+    """Every row of the job's output tables (not the panes, not job_progress)."""
+    from evilnet.schema import (
+        CITIES,
+        CITY_HOUR_WINDOWS,
+        CITY_TOPIC_WINDOWS,
+        CITY_TOPICS,
+        CITY_WINDOWS,
+        TOP_CITIES,
+    )
+
+    ignored = {"last_seen"}
+    return {table: sorted(tuple(v for k, v in row._asdict().items() if k not in ignored)
+                          for row in session.execute(f"SELECT * FROM {keyspace}.{table}"))
+            for table in (CITY_WINDOWS, CITY_TOPIC_WINDOWS, CITIES, CITY_TOPICS,
+                          CITY_HOUR_WINDOWS, TOP_CITIES)}
+
+
+def run(spark, driver, layout: str, values: list[str], batches: int, work: Path,
+        session=None) -> dict:
     from evilnet.spark import job
 
     shutil.rmtree(work, ignore_errors=True)
@@ -98,7 +138,8 @@ def run(spark, driver, layout: str, values: list[str], batches: int, work: Path)
             "".join(v + "\n" for v in values[index * size:(index + 1) * size]), "utf-8")
     config = job.JobConfig(bootstrap_servers="unused", checkpoint_dir=str(work / "checkpoint"),
                            layout=layout)
-    store = driver.memory_store_class()()
+    store = (driver.memory_store_class()() if session is None
+             else cassandra_store(session, f"evilnet_bench_{layout}"))
     writes: list[dict] = []
     common = {"seconds": 0.0}  # in the store methods both layouts call with the same rows
 
@@ -153,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[1]")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cassandra", metavar="HOST[:PORT]",
+                        help="write into a real (throwaway) Cassandra, keyspaces "
+                             "evilnet_bench_one and evilnet_bench_panes (dropped and made "
+                             "again), instead of the in-memory stand-in; at the end, both "
+                             "keyspaces' output tables are compared")
     args = parser.parse_args(argv)
 
     driver = load_driver()
@@ -174,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     root = Path(tempfile.mkdtemp(prefix="evilnet-panes-bench-"))
     results: list[dict] = []
+    cluster = session = None
+    if args.cassandra:
+        from evilnet.spark.store import connect
+
+        host, _, port = args.cassandra.partition(":")
+        cluster, session = connect([host], int(port or 9042))
+    equal = None
     try:
         for layout in ("one", "panes"):  # warm-up
             warm = run(spark, driver, layout, values[: max(1, len(values) // 20)], 1,
@@ -183,13 +236,19 @@ def main(argv: list[str] | None = None) -> int:
             order = ("one", "panes") if round_ % 2 == 0 else ("panes", "one")
             for layout in order:
                 result = run(spark, driver, layout, values, args.batches,
-                             root / f"{layout}-{round_}")
+                             root / f"{layout}-{round_}", session)
                 result["round"] = round_
                 results.append(result)
                 print(json.dumps(result), flush=True)
+        if session is not None:
+            one, panes = (table_rows(session, f"evilnet_bench_{lay}") for lay in ("one", "panes"))
+            equal = {table: one[table] == panes[table] for table in one}
+            print(f"output tables equal in Cassandra: {equal}", flush=True)
     finally:
         spark.stop()
         shutil.rmtree(root, ignore_errors=True)
+        if cluster is not None:
+            cluster.shutdown()
     total = {layout: sum(r["batch_seconds"] for r in results if r["layout"] == layout)
              for layout in ("one", "panes")}
     # Without the writes both make alike (write_windows, write_hours: the same rows).
@@ -198,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
            for layout in ("one", "panes")}
     summary = {"records": len(values), "cities": args.cities, "city_zipf": args.city_zipf,
                "minutes": args.minutes, "batches": args.batches, "master": args.master,
-               "rounds": args.rounds, "batch_seconds": total,
+               "rounds": args.rounds, "store": "cassandra" if args.cassandra else "memory",
+               "tables_equal": equal, "batch_seconds": total,
                "ratio_panes_to_one": round(total["panes"] / total["one"], 3),
                "seconds_without_common_writes": own,
                "ratio_without_common_writes": round(own["panes"] / own["one"], 3),
