@@ -31,6 +31,10 @@ CITY_TOPICS = "city_topics"
 CITY_HOUR_WINDOWS = "city_hour_windows"
 TOP_CITIES = "top_cities"
 JOB_PROGRESS = "job_progress"
+# The per-minute panes the `panes` layout composes its windows from (migration 002),
+# per city and per city and topic; written and read by the job only.
+CITY_PANES = "city_panes"
+CITY_TOPIC_PANES = "city_topic_panes"
 SCHEMA_VERSIONS = "schema_versions"
 
 # The three numbers, in this order wherever they are listed; also the `metric`
@@ -48,6 +52,8 @@ JOB_QUERIES = (WINDOWS_QUERY, HOURS_QUERY)
 # The one streaming query that reads the topic once per trigger and writes both outputs
 # (its checkpoint directory and its name in Spark's UI and in the job's batch log).
 POSTS_QUERY = "posts"
+# The panes layout's one streaming query (per-minute panes, windows composed from them).
+PANES_QUERY = "panes"
 # The job's benchmark baseline (JobConfig ``plain_count``) runs one query instead: it
 # counts the topic's records per micro-batch, nothing else (benchmarks/stream_job_throughput.py).
 PLAIN_COUNT_QUERY = "count"
@@ -65,6 +71,11 @@ def job_queries(config: dict) -> tuple[str, ...]:
 def day_of(moment: datetime) -> date:
     """The UTC day that buckets a window's partition."""
     return moment.astimezone(UTC).date()
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The UTC hour (its first instant) that buckets a pane's partition."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,16 @@ class Statements:
                 " WHERE metric = ? AND window_end = ? AND value = ? AND city = ?")
 
     @property
+    def upsert_city_pane(self) -> str:
+        return (f"INSERT INTO {self._t(CITY_PANES)} (city, hour, pane_start, tweets, retweets,"
+                " users) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?")
+
+    @property
+    def upsert_city_topic_pane(self) -> str:
+        return (f"INSERT INTO {self._t(CITY_TOPIC_PANES)} (city, topic, hour, pane_start, tweets,"
+                " retweets, users) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?")
+
+    @property
     def upsert_progress(self) -> str:
         return (f"INSERT INTO {self._t(JOB_PROGRESS)} (job, query, batch_id, end_offsets,"
                 " input_rows, bad_records, late_rows, watermark, config, updated_at)"
@@ -138,6 +159,21 @@ class Statements:
         return ("SELECT city, window_start, window_end, tweets, retweets, unique_users"
                 f" FROM {self._t(CITY_HOUR_WINDOWS)}"
                 " WHERE city = ? AND day = ? AND window_end >= ? AND window_end <= ?")
+
+    @property
+    def select_city_panes(self) -> str:
+        """One city's panes starting in [from, to] of one hour partition."""
+        return ("SELECT city, pane_start, tweets, retweets, users"
+                f" FROM {self._t(CITY_PANES)}"
+                " WHERE city = ? AND hour = ? AND pane_start >= ? AND pane_start <= ?")
+
+    @property
+    def select_city_topic_panes(self) -> str:
+        """One city's and topic's panes starting in [from, to] of one hour partition."""
+        return ("SELECT city, topic, pane_start, tweets, retweets, users"
+                f" FROM {self._t(CITY_TOPIC_PANES)}"
+                " WHERE city = ? AND topic = ? AND hour = ? AND pane_start >= ?"
+                " AND pane_start <= ?")
 
     @property
     def select_city_windows(self) -> str:

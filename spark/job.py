@@ -12,11 +12,14 @@ Two outputs of the same Kafka topic::
       -> "hours":   60-minute windows sliding by 1 minute, per city
                     -> city_hour_windows, top_cities (the leaderboard)
 
-``layout: one`` runs them as one streaming query, "posts" (one read, parse and
-deduplication per trigger, one aggregation whose groups are both outputs' windows, one
-``foreachBatch`` writing the windows, then the hours); ``two``, as two queries, each
-with its own checkpoint, reading and parsing the topic on its own; ``auto`` (the
-default), the layout of the checkpoint already there, else one.
+``layout: panes`` runs them as one streaming query, "panes" (one read, parse and
+deduplication per trigger; each post aggregated once into its per-minute pane per city
+and per city and topic; ``foreachBatch`` upserts the changed panes and composes every
+window holding one from them and the stored panes around it, spark/panes.py);
+``one``, as one query, "posts" (one aggregation whose groups are both outputs'
+windows, one ``foreachBatch`` writing the windows, then the hours); ``two``, as two
+queries, each with its own checkpoint, reading and parsing the topic on its own;
+``auto`` (the default), the layout of the checkpoint already there, else panes.
 
 Per group and window: tweets (distinct posts, as duplicates are dropped), retweets,
 unique users (exact: the size of the set of author ids; ``approx_unique_users``
@@ -60,11 +63,13 @@ from evilnet.schema import (
     HOURS_QUERY,
     JOB_QUERIES,
     KEYSPACE,
+    PANES_QUERY,
     PLAIN_COUNT_QUERY,
     POSTS_QUERY,
     WINDOWS_QUERY,
 )
 from evilnet.spark.metrics import JobMetrics
+from evilnet.spark.panes import Pane, Window, compose, neighbour_ranges
 from evilnet.spark.store import CassandraStore, WindowRow, connect
 
 log = logging.getLogger("evilnet.stream-job")
@@ -75,9 +80,12 @@ STATE_STORES = {
     "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
     "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
 }
-# How the outputs are computed: one query, two, or what the checkpoint holds.
-ONE_QUERY, TWO_QUERIES, AUTO = "one", "two", "auto"
-LAYOUTS = (AUTO, ONE_QUERY, TWO_QUERIES)
+# How the outputs are computed: one query of panes, one query of windows, two
+# queries, or what the checkpoint holds.
+PANES, ONE_QUERY, TWO_QUERIES, AUTO = "panes", "one", "two", "auto"
+LAYOUTS = (AUTO, PANES, ONE_QUERY, TWO_QUERIES)
+# The streaming query (and checkpoint subdirectory) of each single-query layout.
+SINGLE_QUERY = {PANES: PANES_QUERY, ONE_QUERY: POSTS_QUERY}
 
 
 @dataclass(frozen=True)
@@ -99,10 +107,14 @@ class JobConfig:
     trigger_seconds: int = 60
     ttl_seconds: int = 30 * 86400
     top_ttl_seconds: int = 2 * 86400
+    # The panes layout's stored panes: they must outlive the moment the last window
+    # holding them can still change (watermark + hour after their minute, in event time).
+    pane_ttl_seconds: int = 2 * 86400
     approx_unique_users: bool = False
-    # Both outputs from one streaming query (one read of the topic per trigger), or
-    # from two (LAYOUTS). Each layout has checkpoints of its own: a change starts
-    # from starting_offsets with empty state, so "auto" keeps an existing one's.
+    # Both outputs from one streaming query (one read of the topic per trigger), of
+    # panes or of windows, or from two (LAYOUTS). Each layout has checkpoints of its
+    # own: a change starts from starting_offsets with empty state, so "auto" keeps an
+    # existing one's.
     layout: str = "auto"
     # Fixed in the checkpoint by the first run: later changes have no effect.
     shuffle_partitions: int = 2
@@ -143,6 +155,9 @@ class JobConfig:
             raise ValueError("window_seconds must not exceed hour_window_seconds")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}")
+        if self.layout == PANES and self.approx_unique_users:
+            raise ValueError("approx_unique_users is not available with layout panes "
+                             "(its windows are unions of exact user sets)")
         if self.state_store not in STATE_STORES:
             raise ValueError(f"state_store must be one of {', '.join(STATE_STORES)}")
 
@@ -236,14 +251,20 @@ def author_key(author_id: Column) -> Column:
 
 
 def read_posts(spark: SparkSession, config: JobConfig) -> DataFrame:
-    """Valid posts from Kafka, one per (city, id) within the watermark; ``author`` is the
+    """Valid posts from Kafka: :func:`parse_posts` of the topic's records."""
+    return parse_posts(read_records(spark, config), config)
+
+
+def parse_posts(records: DataFrame, config: JobConfig) -> DataFrame:
+    """Valid posts of records (a ``value`` column: Kafka's, or a local test's text
+    source), one per (city, id) within the watermark; ``author`` is the
     :func:`author_key` of the author id.
 
     A record that is not JSON, or lacks or mistypes a required field (an author id
     that is not 1 to 19 digits, as in PostRecord), becomes a row of nulls and is
     dropped; the observation ``parsing`` counts them per batch.
     """
-    posts = (read_records(spark, config)
+    posts = (records
              .select(F.from_json(F.col("value").cast("string"), post_schema()).alias("post"))
              .select("post.id", "post.author_id", "post.is_retweet", "post.city", "post.topics",
                      F.col("post.created_at").try_cast("timestamp").alias("created_at")))
@@ -336,6 +357,27 @@ def output_counts(posts: DataFrame, config: JobConfig) -> DataFrame:
                     "tweets", "retweets", "unique_users"))
 
 
+def pane_counts(posts: DataFrame, config: JobConfig) -> DataFrame:
+    """Each post once into its pane (the slide of event time that holds it), per city
+    (topic null) and per (city, topic): city, topic, pane_start (epoch ms), tweets,
+    retweets and users (the set of author keys, exact).
+
+    The pane is a tumbling ``window`` of the slide, whose event-time metadata gives the
+    state its eviction (a pane's state lives until the watermark passes its end) and
+    late rows their filter, as in :func:`counts`: a post the deduplication lets
+    through (not behind the watermark) is never behind its pane's end.
+    """
+    per_topic = posts.withColumn(
+        "topic", F.explode(F.concat(F.array(F.lit(None).cast("string")), F.col("topics"))))
+    pane = F.window("created_at", f"{config.slide_seconds} seconds")
+    return (per_topic.groupBy(pane.alias("window"), "city", "topic")
+            .agg(F.count(F.lit(1)).alias("tweets"),
+                 F.count_if("is_retweet").alias("retweets"),
+                 F.collect_set("author").alias("users"))
+            .select("city", "topic", F.unix_millis("window.start").alias("pane_start"),
+                    "tweets", "retweets", "users"))
+
+
 # --- the sinks --------------------------------------------------------------------------
 
 def _millis(value: int) -> datetime:
@@ -361,6 +403,60 @@ def output_rows(batch: DataFrame) -> dict[str, list[WindowRow]]:
     return rows
 
 
+def _row_of(window: Window) -> WindowRow:
+    return WindowRow(window.city, window.topic, _millis(window.start), _millis(window.end),
+                     window.tweets, window.retweets, window.unique_users)
+
+
+def composed_rows(changed: list[Pane], stored: list[Pane],
+                  config: JobConfig) -> dict[str, list[WindowRow]]:
+    """Both outputs' rows (JOB_QUERIES) of every window holding a changed pane."""
+    slide, window, hour = (config.slide_seconds * 1000, config.window_seconds * 1000,
+                           config.hour_window_seconds * 1000)
+    city = [p for p in changed if p.topic is None]
+    return {WINDOWS_QUERY: [_row_of(w) for w in compose(changed, stored, window, slide)],
+            HOURS_QUERY: [_row_of(w) for w in compose(city, stored, hour, slide)]}
+
+
+def write_panes_batch(batch: DataFrame, store: CassandraStore, config: JobConfig,
+                      seen_at: datetime) -> dict[str, list[WindowRow]]:
+    """A batch of :func:`pane_counts`: upsert its panes, compose the windows holding them
+    from them and the stored panes around them, upsert those like the other layouts.
+
+    Run again after a crash (same panes, from the same state), it reads the same
+    neighbours: a stored pane is either one this batch changed (the batch's own values
+    win) or one no later batch can have written yet.
+    """
+    changed = [Pane(r.city, r.topic, r.pane_start, r.tweets, r.retweets, frozenset(r.users))
+               for r in batch.collect()]
+    store.write_panes(changed)
+    slide = config.slide_seconds * 1000
+    reach = max(config.window_seconds, config.hour_window_seconds) * 1000
+    ranges = {**neighbour_ranges([p for p in changed if p.topic is not None],
+                                 config.window_seconds * 1000, slide),
+              **neighbour_ranges([p for p in changed if p.topic is None], reach, slide)}
+    rows = composed_rows(changed, store.read_panes(ranges), config)
+    store.write_windows(rows[WINDOWS_QUERY], seen_at)
+    store.write_hours(rows[HOURS_QUERY])
+    return rows
+
+
+def single_query(posts: DataFrame, layout: str, store: CassandraStore,
+                 config: JobConfig) -> tuple[DataFrame, str, Callable[[DataFrame], object]]:
+    """The aggregation, query name and batch writer of a single-query layout (SINGLE_QUERY)."""
+    if layout == PANES:
+        return (pane_counts(posts, config), PANES_QUERY,
+                lambda batch: write_panes_batch(batch, store, config, datetime.now(UTC)))
+
+    def write_outputs(batch: DataFrame) -> dict[str, list[WindowRow]]:
+        rows = output_rows(batch)
+        store.write_windows(rows[WINDOWS_QUERY], datetime.now(UTC))
+        store.write_hours(rows[HOURS_QUERY])
+        return rows
+
+    return output_counts(posts, config), POSTS_QUERY, write_outputs
+
+
 class ProgressListener(StreamingQueryListener):
     """Logs every finished micro-batch and records it in job_progress (offsets, bad, late)."""
 
@@ -378,8 +474,8 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryProgress(self, event) -> None:
         progress = event.progress
-        # The one query writes both outputs: each has its row, as if its own query's.
-        outputs = JOB_QUERIES if progress.name == POSTS_QUERY else (progress.name,)
+        # One query writes both outputs: each has its row, as if its own query's.
+        outputs = JOB_QUERIES if progress.name in SINGLE_QUERY.values() else (progress.name,)
         end_offsets = json.loads(progress.sources[0].endOffset or "{}").get(self.config.topic, {})
         parsing = progress.observedMetrics.get(PARSING_METRICS)
         bad_records = parsing["bad_records"] if parsing is not None else 0
@@ -405,7 +501,8 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryIdle(self, event) -> None:
         name = {str(q.id): q.name for q in self.spark.streams.active}.get(str(event.id))
-        for output in JOB_QUERIES if name == POSTS_QUERY else (name,) if name else ():
+        for output in (JOB_QUERIES if name in SINGLE_QUERY.values()
+                       else (name,) if name else ()):
             self.metrics.idle(output)
             self.store.touch_progress(self.config.job_name, output, self.config_json,
                                       datetime.now(UTC))
@@ -437,14 +534,19 @@ def start_plain_count(spark: SparkSession, config: JobConfig):
 
 
 def chosen_layout(config: JobConfig) -> str:
-    """``config.layout``; for ``auto``, two queries if their checkpoints exist (and the
-    one query's does not), else one. A checkpoint that is not a local directory
-    (hdfs://...) is not looked at: auto means one there."""
+    """``config.layout``; for ``auto``, the layout whose checkpoint exists (panes, then
+    one, then two queries, whose checkpoints must hold offsets), else panes. A
+    checkpoint that is not a local directory (hdfs://...) is not looked at: auto means
+    panes there."""
     if config.layout != AUTO:
         return config.layout
     root = Path(config.checkpoint_dir)
-    two = any((root / query / "offsets").is_dir() for query in JOB_QUERIES)
-    return TWO_QUERIES if two and not (root / POSTS_QUERY).exists() else ONE_QUERY
+    for layout in (PANES, ONE_QUERY):
+        if (root / SINGLE_QUERY[layout]).exists():
+            return layout
+    if any((root / query / "offsets").is_dir() for query in JOB_QUERIES):
+        return TWO_QUERIES
+    return PANES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                                security=login_from_file(Path(config.cassandra_login)
                                                         if config.cassandra_login else None))
     store = CassandraStore(session, config.keyspace, ttl_seconds=config.ttl_seconds,
-                           top_ttl_seconds=config.top_ttl_seconds)
+                           top_ttl_seconds=config.top_ttl_seconds,
+                           pane_ttl_seconds=config.pane_ttl_seconds)
     # Served before the Spark session exists (its start takes most of the driver's),
     # with what the job last recorded: no gap in the series across a restart.
     metrics = JobMetrics(config.trigger_seconds, queries)
@@ -486,14 +589,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if config.plain_count:
         start_plain_count(spark, config)
-    elif layout == ONE_QUERY:
-        def write_outputs(batch: DataFrame) -> None:
-            rows = output_rows(batch)
-            store.write_windows(rows[WINDOWS_QUERY], datetime.now(UTC))
-            store.write_hours(rows[HOURS_QUERY])
-
-        start(output_counts(read_posts(spark, config), config), POSTS_QUERY, write_outputs,
-              config)
+    elif layout in SINGLE_QUERY:
+        start(*single_query(read_posts(spark, config), layout, store, config), config)
     else:
         posts = read_posts(spark, config)
         start(window_counts(posts, config), WINDOWS_QUERY,

@@ -10,8 +10,10 @@ after a crash writes the same values again, so the tables converge to the right 
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,7 +23,8 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from evilnet.cassandra_clients import CassandraSecurity, driver_kwargs
-from evilnet.schema import CITIES_BUCKET, KEYSPACE, METRICS, Statements, day_of
+from evilnet.schema import CITIES_BUCKET, KEYSPACE, METRICS, Statements, day_of, hour_of
+from evilnet.spark.panes import Key, Pane
 
 CONCURRENCY = 64
 
@@ -37,6 +40,32 @@ class WindowRow:
     tweets: int
     retweets: int
     unique_users: int
+
+
+def pack_users(users: Iterable[int]) -> bytes:
+    """A pane's user keys as stored (``users`` of the pane tables): ascending, 8 bytes
+    each, big-endian signed."""
+    packed = array("q", sorted(users))
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_users(blob: bytes | None) -> frozenset[int]:
+    packed = array("q")
+    packed.frombytes(blob or b"")
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return frozenset(packed)
+
+
+def millis(moment: datetime) -> int:
+    """Epoch milliseconds of an aware (or driver-naive UTC) datetime."""
+    return round(utc(moment).timestamp() * 1000)
+
+
+def from_millis(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
 
 
 def utc(moment: datetime) -> datetime:
@@ -76,11 +105,13 @@ class CassandraStore:
     """The pipeline's tables in one keyspace."""
 
     def __init__(self, session: Session, keyspace: str = KEYSPACE, *,
-                 ttl_seconds: int = 30 * 86400, top_ttl_seconds: int = 2 * 86400) -> None:
+                 ttl_seconds: int = 30 * 86400, top_ttl_seconds: int = 2 * 86400,
+                 pane_ttl_seconds: int = 2 * 86400) -> None:
         self.session = session
         self.cql = Statements(keyspace)
         self.ttl_seconds = ttl_seconds
         self.top_ttl_seconds = top_ttl_seconds
+        self.pane_ttl_seconds = pane_ttl_seconds
         self._prepared: dict[str, object] = {}
 
     def _statement(self, name: str):
@@ -144,6 +175,40 @@ class CassandraStore:
             (r.city, day_of(r.window_end), r.window_end, r.window_start,
              r.tweets, r.retweets, r.unique_users, self.top_ttl_seconds) for r in rows])
         return len(rows)
+
+    def write_panes(self, panes: Iterable[Pane]) -> int:
+        """Upsert panes (the ``panes`` layout), per city (topic None) and per city and topic."""
+        panes = list(panes)
+        ttl = self.pane_ttl_seconds
+        rows = [(p, from_millis(p.start)) for p in panes]
+        self._run("upsert_city_pane", [
+            (p.city, hour_of(start), start, p.tweets, p.retweets, pack_users(p.users), ttl)
+            for p, start in rows if p.topic is None])
+        self._run("upsert_city_topic_pane", [
+            (p.city, p.topic, hour_of(start), start, p.tweets, p.retweets,
+             pack_users(p.users), ttl) for p, start in rows if p.topic is not None])
+        return len(panes)
+
+    def read_panes(self, ranges: Mapping[Key, tuple[int, int]]) -> list[Pane]:
+        """The stored panes of each key starting in [first, last] (epoch milliseconds,
+        inclusive): one query per key and hour partition."""
+        by_city, by_topic = [], []
+        for (city, topic), (first, last) in ranges.items():
+            low, high = from_millis(first), from_millis(last)
+            hour = hour_of(low)
+            while hour <= high:
+                end = hour + timedelta(hours=1) - timedelta(milliseconds=1)
+                bounds = (hour, max(low, hour), min(high, end))
+                if topic is None:
+                    by_city.append((city, *bounds))
+                else:
+                    by_topic.append((city, topic, *bounds))
+                hour += timedelta(hours=1)
+        return [Pane(r.city, getattr(r, "topic", None), millis(r.pane_start), r.tweets,
+                     r.retweets, unpack_users(r.users))
+                for name, parameters in (("select_city_panes", by_city),
+                                         ("select_city_topic_panes", by_topic))
+                for result in self._run(name, parameters) for r in result]
 
     def write_progress(self, job: str, query: str, batch_id: int, end_offsets: dict[int, int],
                        input_rows: int, bad_records: int, late_rows: int,

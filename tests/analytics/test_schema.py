@@ -24,7 +24,8 @@ from evilnet.schema import (
 pytestmark = pytest.mark.stack
 
 SAMPLE = {"text": "Montréal", "varchar": "Montréal", "int": 60, "bigint": 7,
-          "date": date(2024, 6, 1), "timestamp": datetime(2024, 6, 1, 12, 0, tzinfo=UTC)}
+          "date": date(2024, 6, 1), "timestamp": datetime(2024, 6, 1, 12, 0, tzinfo=UTC),
+          "blob": (7).to_bytes(8, "big", signed=True)}
 
 
 def _value(cql_type):
@@ -79,7 +80,8 @@ def test_schema_apply_is_versioned_and_idempotent(keyspace: str,
     again = evilnet("schema", "apply", "--keyspace", keyspace)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"keyspace": keyspace, "applied": [],
-                                        "versions": [1], "changed": False}
+                                        "versions": [m.version for m in migrations()],
+                                        "changed": False}
     rows = list(store.session.execute(
         f"SELECT version, name, checksum FROM {keyspace}.schema_versions WHERE scope = 'schema'"))
     assert [(r.version, r.name, r.checksum) for r in rows] == [
@@ -91,21 +93,23 @@ def test_a_changed_migration_is_refused_and_a_new_one_applied(cassandra_host: st
     scratch = "evilnet_test_migrations"
     directory = tmp_path / "cql"
     shutil.copytree(MIGRATIONS_DIR, directory)
+    known = [m.version for m in migrations()]
+    extra = len(known) + 1
     # The admin: the test drops and creates a keyspace of its own.
     cluster, session = cassandra_connect([cassandra_host], role=CASSANDRA_ADMIN)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {scratch}", timeout=120)
-        assert [m.version for m in apply_schema(session, scratch, directory=directory)] == [1]
-        (directory / "002_extra.cql").write_text(
+        assert [m.version for m in apply_schema(session, scratch, directory=directory)] == known
+        (directory / f"{extra:03d}_extra.cql").write_text(
             "-- a later version\n"
             "CREATE TABLE IF NOT EXISTS {keyspace}.extra (k int PRIMARY KEY);\n")
-        assert [m.version for m in apply_schema(session, scratch, directory=directory)] == [2]
+        assert [m.version for m in apply_schema(session, scratch, directory=directory)] == [extra]
         assert apply_schema(session, scratch, directory=directory) == []
         first = directory / "001_init.cql"
         first.write_text(first.read_text() + "\n-- edited after it was applied\n")
         with pytest.raises(SchemaError, match="changed after it was applied"):
             apply_schema(session, scratch, directory=directory)
-        (directory / "004_gap.cql").write_text("SELECT 1;")
+        (directory / f"{extra + 2:03d}_gap.cql").write_text("SELECT 1;")
         with pytest.raises(SchemaError, match="without gaps"):
             apply_schema(session, scratch, directory=directory)
     finally:
