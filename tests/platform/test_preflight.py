@@ -67,11 +67,67 @@ def _producers_in_containers_with_secured_metrics(_: dict, group_vars: dict) -> 
     group_vars["producer_runner"] = "compose"
 
 
+def _kraft(groups: dict, group_vars: dict, controllers: int = 3) -> None:
+    """A valid KRaft inventory: dedicated controllers, no ZooKeeper group."""
+    group_vars["kafka_metadata_mode"] = "kraft"
+    del groups["zookeeper"]
+    groups["kafka_controllers"] = {"hosts": {
+        f"controller{n}": {"ansible_host": f"127.0.1.{10 + n}", "kafka_node_id": 100 + n}
+        for n in range(1, controllers + 1)}}
+
+
+def _kraft_with_zookeeper(groups: dict, group_vars: dict) -> None:
+    zookeeper = groups["zookeeper"]
+    _kraft(groups, group_vars)
+    groups["zookeeper"] = zookeeper
+
+
+def _kraft_without_controllers(groups: dict, group_vars: dict) -> None:
+    _kraft(groups, group_vars)
+    del groups["kafka_controllers"]
+
+
+def _kraft_even_quorum(groups: dict, group_vars: dict) -> None:
+    _kraft(groups, group_vars, controllers=2)
+
+
+def _kraft_controller_without_id(groups: dict, group_vars: dict) -> None:
+    _kraft(groups, group_vars)
+    del groups["kafka_controllers"]["hosts"]["controller2"]["kafka_node_id"]
+
+
+def _kraft_controller_with_a_broker_id(groups: dict, group_vars: dict) -> None:
+    _kraft(groups, group_vars)
+    groups["kafka_controllers"]["hosts"]["controller3"]["kafka_node_id"] = 2  # kafka2's
+
+
+def _unknown_metadata_mode(_: dict, group_vars: dict) -> None:
+    group_vars["kafka_metadata_mode"] = "zk"
+
+
+def _mixed_metadata_modes(groups: dict, _: dict) -> None:
+    groups["kafka"]["hosts"]["kafka2"]["kafka_metadata_mode"] = "kraft"
+
+
+def _controllers_in_zookeeper_mode(groups: dict, group_vars: dict) -> None:
+    _kraft_with_zookeeper(groups, group_vars)
+    group_vars["kafka_metadata_mode"] = "zookeeper"
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (_host_in_kafka_and_zookeeper, "zk1 is in kafka and zookeeper"),
     (_broker_without_id, "kafka2: kafka_broker_id must be set"),
     (_duplicate_broker_id, "kafka_broker_id must be set, and unique across the kafka group"),
     (_even_ensemble, "The zookeeper group has 4 nodes"),
+    (_kraft_with_zookeeper,
+     "kafka_metadata_mode is kraft, but the inventory still has a zookeeper group"),
+    (_kraft_without_controllers, "the kafka_controllers group is empty"),
+    (_kraft_even_quorum, "The kafka_controllers group has 2 controllers"),
+    (_kraft_controller_without_id, "Every KRaft node needs a node id of its own"),
+    (_kraft_controller_with_a_broker_id, "Every KRaft node needs a node id of its own"),
+    (_unknown_metadata_mode, "kafka_metadata_mode must be zookeeper or kraft"),
+    (_mixed_metadata_modes, "found kraft, zookeeper"),
+    (_controllers_in_zookeeper_mode, "but kafka_metadata_mode is zookeeper"),
     (_missing_java, "required variable evilnet_java_home is not set"),
     (_spark_worker_on_another_machine,
      "The stream job's checkpoint is on a path local to the Spark master"),
@@ -119,3 +175,20 @@ def test_producers_in_containers_pass_preflight_on_a_plaintext_kafka(tmp_path: P
 
     run = _preflight(tmp_path, containers)
     assert run.returncode == 0, run.output[-3000:]
+
+
+def test_a_kraft_inventory_passes_preflight(tmp_path: Path) -> None:
+    run = _preflight(tmp_path, _kraft)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "WARNING: the kafka_controllers group" not in run.output
+
+
+def test_an_even_kraft_quorum_passes_preflight_when_allowed_with_a_warning(tmp_path: Path) -> None:
+    def even_but_allowed(groups: dict, group_vars: dict) -> None:
+        _kraft_even_quorum(groups, group_vars)
+        group_vars["kafka_allow_even_quorum"] = True
+
+    run = _preflight(tmp_path, even_but_allowed)
+    assert run.returncode == 0, run.output[-3000:]
+    warning = "WARNING: the kafka_controllers group has 2 controllers (even)"
+    assert warning in " ".join(run.output.split())
