@@ -45,7 +45,7 @@ DEPLOYED_FILE = "producers/deployed.json"
 DEFAULT_ROLES = Path("ansible/roles")
 
 # The group names are fixed: tools, docs and playbooks rely on them.
-GROUPS = ("zookeeper", "kafka", "cassandra", "spark_master", "spark_workers",
+GROUPS = ("zookeeper", "kafka", "kafka_controllers", "cassandra", "spark_master", "spark_workers",
           "producers", "grafana", "prometheus")
 
 
