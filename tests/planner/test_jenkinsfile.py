@@ -81,7 +81,7 @@ def test_jenkinsfile_parameters_are_the_documented_ones() -> None:
     # Every inventory but the test bed's (inventories/cluster: hosts that `make
     # cluster-up` boots on the controller for the cluster tier, not a deploy target).
     inventories = {p.name for p in (REPO_ROOT / "inventories").iterdir() if p.is_dir()}
-    assert set(re.findall(r"'([a-z]+)'", choices)) == inventories - {"cluster"}
+    assert set(re.findall(r"'([a-z-]+)'", choices)) == inventories - {"cluster"}
 
 
 def test_each_stage_runs_exactly_its_documented_command() -> None:
