@@ -146,16 +146,6 @@ def test_bad_inventory_stops_site_yml_before_any_host_is_touched(
     assert "PLAY [ZooKeeper]" not in run.output
 
 
-def test_even_ensemble_passes_preflight_when_allowed_with_a_warning(tmp_path: Path) -> None:
-    def even_but_allowed(groups: dict, group_vars: dict) -> None:
-        _even_ensemble(groups, group_vars)
-        group_vars["zookeeper_allow_even_ensemble"] = True
-
-    run = _preflight(tmp_path, even_but_allowed)
-    assert run.returncode == 0, run.output[-3000:]
-    assert "WARNING: the zookeeper group has 4 nodes (even)" in " ".join(run.output.split())
-
-
 def test_a_checkpoint_declared_shared_passes_preflight_with_workers_elsewhere(
         tmp_path: Path) -> None:
     def shared(groups: dict, group_vars: dict) -> None:
@@ -183,12 +173,18 @@ def test_a_kraft_inventory_passes_preflight(tmp_path: Path) -> None:
     assert "WARNING: the kafka_controllers group" not in run.output
 
 
-def test_an_even_kraft_quorum_passes_preflight_when_allowed_with_a_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("even", "allow", "warning"), [
+    (_even_ensemble, "zookeeper_allow_even_ensemble",
+     "WARNING: the zookeeper group has 4 nodes (even)"),
+    (_kraft_even_quorum, "kafka_allow_even_quorum",
+     "WARNING: the kafka_controllers group has 2 controllers (even)"),
+])
+def test_an_even_quorum_passes_preflight_when_allowed_with_a_warning(
+        tmp_path: Path, even, allow: str, warning: str) -> None:
     def even_but_allowed(groups: dict, group_vars: dict) -> None:
-        _kraft_even_quorum(groups, group_vars)
-        group_vars["kafka_allow_even_quorum"] = True
+        even(groups, group_vars)
+        group_vars[allow] = True
 
     run = _preflight(tmp_path, even_but_allowed)
     assert run.returncode == 0, run.output[-3000:]
-    warning = "WARNING: the kafka_controllers group has 2 controllers (even)"
     assert warning in " ".join(run.output.split())
