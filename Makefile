@@ -11,7 +11,7 @@ PLAYBOOK    := $(BIN)/ansible-playbook -i $(INVENTORY)
 JAVA17_HOME := /usr/lib/jvm/java-17-openjdk-amd64
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help prerequisites venv stage up down status test lint \
+.PHONY: help prerequisites venv stage up down status test test-kraft lint \
         cluster-prerequisites cluster-up cluster-down cluster-status cluster-stage cluster-deploy
 
 help:  ## List the targets
@@ -57,8 +57,23 @@ lint: venv  ## ruff and ansible-lint (production profile)
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint ansible/
 
-test: up  ## The whole test suite, against the stack `make up` brought up
+test: up  ## The whole suite against the stack `make up` brought up, then the KRaft tier
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-kraft
+
+# The KRaft tier (docs/kafka-metadata-modes.md): the Kafka-facing tests (marked kraft)
+# against the local stack in KRaft mode. Both stacks use the same addresses, so the
+# ZooKeeper-mode one is stopped first (its data stays) and the KRaft one at the end,
+# pass or fail.
+KRAFT_INVENTORY := inventories/local-kraft
+
+test-kraft: stage  ## The kraft-marked tests on inventories/local-kraft (stops inventories/local first)
+	$(BIN)/ansible-playbook -i inventories/local ansible/playbooks/down.yml
+	$(BIN)/ansible-playbook -i $(KRAFT_INVENTORY) ansible/site.yml
+	$(BIN)/evilnet -i $(KRAFT_INVENTORY) status
+	EVILNET_TEST_INVENTORY=$(KRAFT_INVENTORY) $(BIN)/pytest -m kraft; status=$$?; \
+	  $(BIN)/ansible-playbook -i $(KRAFT_INVENTORY) ansible/playbooks/down.yml >/dev/null; \
+	  exit $$status
 
 # The test bed (testbed/, README's "The test bed"): the hosts of inventories/cluster
 # as separate Debian 12 machines under systemd-nspawn, reached over SSH. As root.

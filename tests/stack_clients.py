@@ -29,9 +29,10 @@ stream job instance reading a topic of its own needs ``topic_readable_by``, and 
 keyspace of a test's own, read by ``evilnet query`` or written by such an instance,
 needs ``grant_keyspace`` (both nothing on a plaintext stack).
 
-The functions take the inventory; the suite's is inventories/local
-(:func:`local_inventory`, read once), the default where a helper is called
-outside a fixture.
+The functions take the inventory; the suite's is inventories/local, or the local
+stack named by $EVILNET_TEST_INVENTORY (``make test``'s KRaft tier runs the tests
+marked ``kraft`` against inventories/local-kraft): :func:`local_inventory`, read
+once, the default where a helper is called outside a fixture.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ from evilnet.platform.health import WebLogin
 from evilnet.platform.inventory import Inventory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
+# The local stack the suite runs against (a path relative to the repository, or not).
+LOCAL_INVENTORY = REPO_ROOT / os.environ.get("EVILNET_TEST_INVENTORY", "inventories/local")
 ROLES = REPO_ROOT / "ansible" / "roles"
 
 __all__ = ["CASSANDRA_ADMIN", "KAFKA_ADMIN", "READER", "Prometheus", "cassandra_connect",
@@ -76,7 +78,7 @@ __all__ = ["CASSANDRA_ADMIN", "KAFKA_ADMIN", "READER", "Prometheus", "cassandra_
 
 @cache
 def local_inventory() -> Inventory:
-    """The suite's inventory (inventories/local), read once per session."""
+    """The suite's inventory (LOCAL_INVENTORY), read once per session."""
     return Inventory.load(LOCAL_INVENTORY, roles=ROLES)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from stack_clients import LOCAL_INVENTORY, ROLES, Prometheus
-from supervised import HOSTS_ROOT, live_programs, supervisorctl
+from supervised import host_root, live_programs, local_hosts, supervisorctl
 
 from evilnet.platform.health import run_checks
 from evilnet.platform.inventory import Inventory
@@ -91,8 +91,8 @@ def supervised_programs() -> dict[str, set[str]]:
     its startsecs. That is not "left stopped"; whether it comes up healthy is what
     wait_until_stack_healthy waits for.
     """
-    return {root.name: live_programs(root.name)
-            for root in sorted(HOSTS_ROOT.iterdir()) if (root / "supervisor").is_dir()}
+    return {host: live_programs(host)
+            for host in local_hosts() if (host_root(host) / "supervisor").is_dir()}
 
 
 def restart_what_stopped(before: dict[str, set[str]]) -> list[str]:

@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import subprocess
+from functools import cache
 from pathlib import Path
 
+from stack_clients import LOCAL_INVENTORY, local_inventory
+
+from evilnet.platform.footprint import host_roots
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HOSTS_ROOT = REPO_ROOT / ".run" / "hosts"
+
+
+@cache
+def _host_roots() -> dict[str, Path]:
+    return host_roots(local_inventory())
+
+
+def local_hosts() -> list[str]:
+    """The suite's stack's hosts whose root (evilnet_root) is on this machine."""
+    return sorted(_host_roots())
+
+
+def host_root(host: str) -> Path:
+    """A host's root (evilnet_root) of the suite's stack, as Ansible renders it."""
+    try:
+        return _host_roots()[host]
+    except KeyError:
+        raise LookupError(f"{host}: no root on this machine for {LOCAL_INVENTORY} "
+                          "(run `make up` with it)") from None
 
 
 def supervisorctl(host: str, *args: str) -> str:
     """supervisorctl's output for one local host (its own supervisord)."""
-    root = HOSTS_ROOT / host
+    root = host_root(host)
     result = subprocess.run([str(root / "venv" / "bin" / "supervisorctl"), "-c",
                              str(root / "supervisor" / "supervisord.conf"), *args],
                             capture_output=True, text=True, timeout=120, check=False)

@@ -200,6 +200,38 @@ def kafka_cluster(bootstrap: str, expected_brokers: set[int] | None = None,
     return Health(True, f"brokers {sorted(registered)} registered, no under-replicated partitions")
 
 
+def kraft_quorum(bootstrap: str, expected_voters: set[int], max_lag: int,
+                 security: Mapping[str, str] | None = None) -> Health:
+    """KRaft's metadata quorum, asked through the brokers (DescribeQuorum, which they
+    forward to the active controller): it has a leader, its voters are exactly
+    ``expected_voters``, and each voter's log is within ``max_lag`` records of the
+    high watermark (the role's ``kafka_quorum_max_lag``)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                             client_id="evilnet-health", **COMMAND_CLIENT, **(security or {}))
+    try:
+        quorum = admin.describe_metadata_quorum()
+    finally:
+        admin.close()
+    partition = quorum["topics"][0]["partitions"][0]
+    if partition["error"]:
+        return Health(False, f"metadata quorum: {partition['error']}")
+    voters = {voter["replica_id"]: partition["high_watermark"] - voter["log_end_offset"]
+              for voter in partition["current_voters"]}
+    leader = partition["leader_id"]
+    detail = f"leader {leader}, voters " + ", ".join(
+        f"{node} lag {lag}" for node, lag in sorted(voters.items()))
+    if leader not in voters:
+        return Health(False, f"no leader among the voters: {detail}")
+    if set(voters) != expected_voters:
+        return Health(False, f"voters {sorted(voters)}, expected {sorted(expected_voters)}")
+    behind = sorted(node for node, lag in voters.items() if lag > max_lag)
+    if behind:
+        return Health(False, f"voters {behind} lag more than {max_lag} records: {detail}")
+    return Health(True, detail)
+
+
 # --- Cassandra --------------------------------------------------------------------
 
 

@@ -238,6 +238,12 @@ class Inventory:
         return checks.WebLogin(SCRAPE_USER, password,
                                str(self.controller_dir("evilnet_pki_dir") / "ca.crt"))
 
+    def kafka_node_id(self, host: str) -> int:
+        """A KRaft node's id: its own ``kafka_node_id``, else (a broker, combined or
+        not) its ``kafka_broker_id``, as the kafka role's default says."""
+        own = self.hostvars.get(host, {}).get("kafka_node_id")
+        return int(own if own is not None else self.var(host, "kafka_broker_id", "kafka"))
+
     def kafka_bootstrap(self) -> str:
         return ",".join(f"{self.address(h)}:{self.var(h, 'kafka_port', 'kafka')}"
                         for h in self.groups["kafka"])
@@ -312,6 +318,12 @@ class Inventory:
             security = self.kafka_security()
             yield "kafka", bootstrap, partial(checks.kafka_cluster, bootstrap, ids, None,
                                               security.kwargs() if security else None)
+            if self.var(brokers[0], "kafka_metadata_mode", "kafka") == "kraft":
+                voters = {self.kafka_node_id(h) for h in self.groups["kafka_controllers"]}
+                max_lag = int(self.var(brokers[0], "kafka_quorum_max_lag", "kafka"))
+                yield ("kafka controller quorum", f"{len(voters)} controllers",
+                       partial(checks.kraft_quorum, bootstrap, voters, max_lag,
+                               security.kwargs() if security else None))
 
         for host in self.groups["cassandra"]:
             address = self.address(host)

@@ -10,14 +10,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from stack_clients import evilnet_command
+from stack_clients import LOCAL_INVENTORY, evilnet_command
 
 from evilnet.platform.playbook import PlaybookRun, run_playbook
 from evilnet.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SPARK_HOST = REPO_ROOT / ".run" / "hosts" / "spark-master"
 JOB_NAME = "stream-job-test"
 KEYSPACE = "evilnet_test"
 
@@ -34,7 +33,7 @@ def evilnet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def deploy_job(variables: dict) -> PlaybookRun:
     """Run ansible/playbooks/stream-job.yml with these role variables."""
-    return run_playbook("ansible/playbooks/stream-job.yml", REPO_ROOT / "inventories" / "local",
+    return run_playbook("ansible/playbooks/stream-job.yml", LOCAL_INVENTORY,
                         project_dir=REPO_ROOT, extra_args=("-e", json.dumps(variables)),
                         timeout=900)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from analytics_helpers import JOB_NAME, KEYSPACE, SPARK_HOST, deploy_job, evilnet
+from analytics_helpers import JOB_NAME, KEYSPACE, deploy_job, evilnet
 from kafka.admin import NewTopic
 from stack_clients import (
     CASSANDRA_ADMIN,
@@ -26,7 +26,7 @@ from stack_clients import (
     kafka_login,
     topic_readable_by,
 )
-from supervised import supervisorctl
+from supervised import host_root, supervisorctl
 
 from evilnet.spark.store import CassandraStore
 
@@ -80,7 +80,7 @@ def test_job(stack, kafka_bootstrap: str, cassandra_host: str,
     # The instance reads as the job's principal, which may read `tweets` only.
     with topic_readable_by(topic, inventory=stack):
         supervisorctl("spark-master", "stop", JOB_NAME)
-        shutil.rmtree(SPARK_HOST / "data" / "stream-job" / JOB_NAME / "checkpoint",
+        shutil.rmtree(host_root("spark-master") / "data" / "stream-job" / JOB_NAME / "checkpoint",
                       ignore_errors=True)
         run = deploy_job({"stream_job_name": JOB_NAME, "stream_job_topic": topic,
                           "stream_job_keyspace": keyspace, "stream_job_trigger_seconds": 5,

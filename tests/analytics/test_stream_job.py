@@ -148,6 +148,7 @@ def test_killed_driver_is_restarted_and_rows_stay_exact(test_job, store, timelin
     assert "RUNNING" in supervisorctl("spark-master", "status", test_job.name)
 
 
+@pytest.mark.kraft
 @pytest.mark.disruptive
 def test_killed_kafka_broker_during_replay_and_rows_stay_exact(test_job, store, timeline,
                                                                tmp_path) -> None:
@@ -243,7 +244,7 @@ def test_a_broker_certificate_rotated_during_replay_and_rows_stay_exact(stack, t
         issued = evilnet("pki", "issue", "--force", broker, "--format", "json")
         assert issued.returncode == 0, issued.stderr
         assert any(row["host"] == broker for row in json.loads(issued.stdout)["issued"])
-        return run_playbook("ansible/playbooks/kafka.yml", REPO_ROOT / "inventories" / "local",
+        return run_playbook("ansible/playbooks/kafka.yml", stack.path,
                             project_dir=REPO_ROOT, timeout=600)
 
     roller, outcome = _in_background(rotate_and_roll)

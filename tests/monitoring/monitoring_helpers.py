@@ -25,7 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 GENERATOR = REPO_ROOT / "grafana" / "generate.py"
 PLAYBOOK_GROUP_VARS = REPO_ROOT / "ansible" / "playbooks" / "group_vars" / "all"
-MONITOR_ROOT = REPO_ROOT / ".run" / "hosts" / "monitor"
 
 
 def load_generator():

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from monitoring_helpers import BIN, MONITOR_ROOT, REPO_ROOT, promtool_test_rules
-from supervised import running_programs, supervisorctl
+from monitoring_helpers import BIN, REPO_ROOT, promtool_test_rules
+from stack_clients import LOCAL_INVENTORY
+from supervised import host_root, running_programs, supervisorctl
 
 from evilnet.platform import footprint as fp
 from evilnet.platform import footprint_metrics as names
 from evilnet.platform.inventory import Inventory
 from evilnet.waiting import wait_for
 
-LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 MIB = 1024 * 1024
 
 
@@ -229,7 +229,7 @@ def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus,
 
     The service's exporter is stopped meanwhile (two exporters would announce one
     file and serve one port), and started again after."""
-    rules = MONITOR_ROOT / "etc" / "prometheus" / "evilnet.rules.yml"
+    rules = host_root("monitor") / "etc" / "prometheus" / "evilnet.rules.yml"
     if "FootprintDiskAbove80Percent" not in rules.read_text():
         pytest.fail("the stack's Prometheus has no footprint rules: run the monitoring play "
                     "(ansible-playbook -i inventories/local ansible/playbooks/monitoring.yml)")
@@ -240,10 +240,10 @@ def test_a_filled_disk_limit_alerts_in_prometheus(stack, prometheus,
     monitor = stack.groups["prometheus"][0]
     listen = (f"{stack.address(monitor)}:"
               f"{stack.var(monitor, 'prometheus_footprint_port', 'prometheus')}")
-    targets = MONITOR_ROOT / "etc" / "prometheus" / "targets" / "footprint.json"
+    targets = host_root("monitor") / "etc" / "prometheus" / "targets" / "footprint.json"
     # A secured Prometheus scrapes over TLS with its login: this exporter serves the
     # same login file as the service (the prometheus role's prometheus_footprint_login).
-    login = MONITOR_ROOT / "etc" / "prometheus" / "footprint-login.yml"
+    login = host_root("monitor") / "etc" / "prometheus" / "footprint-login.yml"
     serve_login = ["--metrics-login", str(login)] if stack.metrics_login() else []
     supervisorctl(monitor, "stop", EXPORTER_PROGRAM)
     exporter = subprocess.Popen(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from monitoring_helpers import MONITOR_ROOT, REPO_ROOT, prometheus_targets
-from stack_clients import Prometheus
+from monitoring_helpers import prometheus_targets
+from stack_clients import LOCAL_INVENTORY, Prometheus
+from supervised import host_root
 
 from evilnet.platform.inventory import deployed_shards
 from evilnet.schema import JOB_QUERIES
@@ -20,7 +21,6 @@ EXPECTED_JOBS = {"zookeeper": 3, "kafka": 2, "cassandra": 1, "spark_master": 1,
                  "spark_workers": 1, "spark_driver": 1, "stream_job": 1, "prometheus": 1,
                  # The footprint exporter beside Prometheus (prometheus role).
                  "footprint": 1}
-LOCAL_INVENTORY = REPO_ROOT / "inventories" / "local"
 # Counters with labels appear with their first event: a healthy stack may have none.
 MAY_BE_EMPTY = ("evilnet_producer_dead_letters_total", "evilnet_producer_reconnects_total")
 # A target restarted a moment ago is up after a scrape or two (interval: 15 s).
@@ -111,7 +111,7 @@ def test_alert_rules_are_loaded(prometheus) -> None:
     ("rules", "etc/prometheus/evilnet.rules.yml"),
 ])
 def test_promtool_checks_what_the_role_rendered(command: str, path: str) -> None:
-    result = subprocess.run(["promtool", "check", command, str(MONITOR_ROOT / path)],
+    result = subprocess.run(["promtool", "check", command, str(host_root("monitor") / path)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr

@@ -13,12 +13,11 @@ from supervised import REPO_ROOT, service_pid
 from evilnet.platform.inventory import Inventory
 from evilnet.platform.playbook import PlaybookRun, run_playbook
 
-LOCAL = REPO_ROOT / "inventories" / "local"
 
-
+@pytest.mark.kraft
 @pytest.mark.disruptive
 def test_second_run_of_site_yml_changes_nothing(stack: Inventory) -> None:
-    run = run_playbook("ansible/site.yml", LOCAL, project_dir=REPO_ROOT)
+    run = run_playbook("ansible/site.yml", stack.path, project_dir=REPO_ROOT)
     assert run.returncode == 0, run.output[-4000:]
     recap = run.recap()
     assert set(recap) >= {h for group in stack.groups.values() for h in group if group}
@@ -40,6 +39,7 @@ def _broker_process(host: str) -> tuple[int, int]:
     return pid, int(stat.rsplit(")", 1)[1].split()[19])
 
 
+@pytest.mark.kraft
 @pytest.mark.disruptive
 def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
         stack: Inventory, tmp_path: Path) -> None:
@@ -52,7 +52,8 @@ def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
     override.write_text(yaml.safe_dump({"all": {"children": {"kafka": {"vars": {
         "kafka_properties": {"num.recovery.threads.per.data.dir": threads}}}}}}))
     try:
-        run = run_playbook("ansible/playbooks/kafka.yml", LOCAL, override, project_dir=REPO_ROOT)
+        run = run_playbook("ansible/playbooks/kafka.yml", stack.path, override,
+                           project_dir=REPO_ROOT)
         assert run.returncode == 0, run.output[-4000:]
         after = {host: _broker_process(host) for host in brokers}
         assert all(after[h][0] != before[h][0] for h in brokers), "every broker restarted"
@@ -74,5 +75,5 @@ def test_changing_a_kafka_setting_restarts_brokers_one_at_a_time(
         assert after[brokers[0]][1] < after[brokers[1]][1]
     finally:
         # Back to the inventory as committed (another rolling restart).
-        restore = run_playbook("ansible/playbooks/kafka.yml", LOCAL, project_dir=REPO_ROOT)
+        restore = run_playbook("ansible/playbooks/kafka.yml", stack.path, project_dir=REPO_ROOT)
         assert restore.returncode == 0, restore.output[-4000:]

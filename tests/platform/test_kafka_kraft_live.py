@@ -46,6 +46,7 @@ from evilnet.kafka_clients import (
     STREAM_JOB_GROUP_PREFIX,
     KafkaSecurity,
 )
+from evilnet.platform import health as checks
 from evilnet.platform import secrets
 from evilnet.platform.playbook import PlaybookRun, run_playbook
 from evilnet.platform.staging import default_cache_dir
@@ -355,3 +356,16 @@ def test_the_role_checks_found_the_quorum_and_the_brokers(cluster: Cluster) -> N
             if "Check Kafka broker" in task and status == "ok"} == set(BROKERS)
     assert any(task.endswith("Check the controller quorum") and status == "ok"
                for task, status, _ in events)
+
+
+def test_status_reports_the_quorum_leader_and_every_voter_caught_up(cluster: Cluster) -> None:
+    voters = {NODE_IDS[host] for host in CONTROLLERS}
+    health = checks.kraft_quorum(cluster.bootstrap, voters, max_lag=1000,
+                                 security=cluster.security(ADMIN))
+    assert health.ok, health.detail
+    leader = int(health.detail.split(",")[0].removeprefix("leader "))
+    assert leader in voters
+    # A quorum named wrongly (a fourth voter expected) is not healthy.
+    wrong = checks.kraft_quorum(cluster.bootstrap, {*voters, 99}, max_lag=1000,
+                                security=cluster.security(ADMIN))
+    assert not wrong.ok and "expected [1, 2, 3, 99]" in wrong.detail

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from stack_clients import cassandra_connect, kafka_admin, kafka_client_config, kafka_consumer
-from supervised import REPO_ROOT, running_programs
+from supervised import REPO_ROOT, host_root, running_programs
 
 from evilnet.contracts import DEAD_LETTER_TOPIC, TWEETS_TOPIC
 from evilnet.platform import health
@@ -24,6 +25,23 @@ def test_zookeeper_has_three_nodes_and_one_leader(stack: Inventory) -> None:
     assert modes == ["follower", "follower", "leader"]
 
 
+@pytest.mark.kraft
+def test_kafkas_metadata_lives_where_its_mode_says(stack: Inventory) -> None:
+    """ZooKeeper mode: the ensemble, no controller quorum. KRaft: the controllers'
+    quorum, healthy (a leader among them, each caught up), and no ensemble."""
+    rows = {what: check for what, _, check in stack.health_checks()}
+    mode = stack.var(stack.groups["kafka"][0], "kafka_metadata_mode", "kafka")
+    if mode == "zookeeper":
+        assert "zookeeper ensemble" in rows and "kafka controller quorum" not in rows
+        return
+    assert mode == "kraft" and "zookeeper ensemble" not in rows
+    quorum = rows["kafka controller quorum"]()
+    assert quorum.ok, quorum.detail
+    leader = int(quorum.detail.split(",")[0].removeprefix("leader "))
+    assert leader in {stack.kafka_node_id(h) for h in stack.groups["kafka_controllers"]}
+
+
+@pytest.mark.kraft
 def test_two_kafka_brokers_are_registered(stack: Inventory) -> None:
     admin = kafka_admin(inventory=stack)
     try:
@@ -37,6 +55,7 @@ def test_two_kafka_brokers_are_registered(stack: Inventory) -> None:
     assert len(brokers) == 2
 
 
+@pytest.mark.kraft
 def test_tweets_topic_is_replicated_on_both_brokers_and_in_sync(stack: Inventory) -> None:
     admin = kafka_admin(inventory=stack)
     try:
@@ -81,7 +100,7 @@ def test_a_spark_job_runs_on_the_worker_and_round_trips_kafka(stack: Inventory,
     HTTPS UI with the inventory's CA."""
     master = stack.address(stack.groups["spark_master"][0])
     workers = sorted(stack.address(w) for w in stack.groups["spark_workers"])
-    master_root = REPO_ROOT / ".run" / "hosts" / stack.groups["spark_master"][0]
+    master_root = host_root(stack.groups["spark_master"][0])
     spark_home = next((master_root / "venv" / "lib").glob("python3*/site-packages/pyspark"))
     records = 200
     login = kafka_client_config(tmp_path, stack)

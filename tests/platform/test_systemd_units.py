@@ -29,8 +29,7 @@ def _verify(unit: Path) -> subprocess.CompletedProcess:
 
 def test_every_rendered_unit_passes_systemd_analyze_verify(
         stack: Inventory, tmp_path: Path) -> None:
-    run = run_playbook("ansible/playbooks/render-systemd-units.yml",
-                       REPO_ROOT / "inventories" / "local",
+    run = run_playbook("ansible/playbooks/render-systemd-units.yml", stack.path,
                        project_dir=REPO_ROOT, extra_args=("-e", f"units_dir={tmp_path}"))
     assert run.returncode == 0, run.output[-4000:]
     expected = {f"{host}/{unit}.service" for group, units in EXPECTED_UNITS.items()

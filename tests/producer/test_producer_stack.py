@@ -128,6 +128,7 @@ def stop(process: subprocess.Popen, timeout: float = 90) -> tuple[int, str, str]
 
 # --- the stream service ------------------------------------------------------------
 
+@pytest.mark.kraft
 def test_stream_to_kafka_end_to_end(tmp_path: Path, simulator: Simulator, producer_config: dict,
                                     kafka_bootstrap: str,
                                     producer_kafka: dict, topics: tuple[str, str]) -> None:
