@@ -332,7 +332,28 @@ def test_the_acls_refuse_what_they_do_not_allow(cluster: Cluster) -> None:
         consumer.close()
 
 
+def _write_to_every_partition(cluster: Cluster) -> None:
+    """A record into each partition of the posts topic, so that every broker leads
+    some that took a write: its per-topic metrics exist from the first one on."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, client_id="kraft-test",
+                             **COMMAND_CLIENT, **cluster.security(PRODUCER))
+    try:
+        partitions = sorted(producer.partitions_for(TWEETS_TOPIC))
+        futures = [producer.send(TWEETS_TOPIC, value=b'{"jmx": true}', partition=partition)
+                   for partition in partitions]
+        producer.flush(60)
+        for future in futures:
+            future.get(timeout=60)
+    finally:
+        producer.close()
+
+
 def test_the_jmx_exporter_rules_find_the_4x_metrics(cluster: Cluster) -> None:
+    # Whatever ran before (the order is random), each broker has taken a write.
+    _write_to_every_partition(cluster)
+
     def scrape(address: str) -> str:
         with urllib.request.urlopen(f"http://{address}:{JMX_PORT}/metrics", timeout=10) as r:
             return r.read().decode()
