@@ -16,8 +16,9 @@ secured Kafka both clients log in as the admin principal over SASL_SSL (the
 benchmark's topics are outside the producers' ACLs), with the password and CA
 bundle from the inventory's files, as ``evilnet`` reads them; the tool gets them
 in a 0600 ``--producer.config`` file, never on its command line. The figures of
-one run are therefore those of the stack's own transport, TLS or not: run it on
-both to compare (docs/security.md, "What it costs").
+one run are therefore those of the stack's own transport, TLS or not; TLS's own
+cost, both transports of one broker at one load, is ``tls_cost.py``'s (it shares
+this script's records, timing and tool run).
 
 ``--kafka-lib`` is the ``lib`` directory of a Kafka installation (it holds the
 kafka-tools jar); by default the one the local stack installed under ``.run/``.

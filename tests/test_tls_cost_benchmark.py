@@ -78,7 +78,8 @@ def test_the_summary_gives_medians_their_range_and_the_ratio() -> None:
                                     "min": 100.0, "max": 300.0}
     assert summary["tls"]["median"] == 90.0
     assert summary["ratio"] == pytest.approx(0.45)
-    assert summary["round_ratios"] == {"min": pytest.approx(0.3), "max": pytest.approx(1.0)}
+    assert summary["round_ratios"] == {"median": pytest.approx(0.5), "min": pytest.approx(0.3),
+                                       "max": pytest.approx(1.0)}
 
 
 def test_the_tools_summaries_are_read() -> None:
@@ -110,7 +111,7 @@ def test_the_table_renders_a_report() -> None:
               "clients": tls_cost.summarize(rates)}
     with tls_cost.console.capture() as captured:
         tls_cost.console.print(tls_cost.render(report))
-    lines = [line for line in captured.get().splitlines() if "0.80-0.80" in line]
+    lines = [line for line in captured.get().splitlines() if "0.80 (0.80-0.80)" in line]
     assert len(lines) == len(tls_cost.CLIENTS)
     assert all("100 (100-100)" in line and "80 (80-80)" in line for line in lines)
 
