@@ -16,8 +16,9 @@ secured Kafka both clients log in as the admin principal over SASL_SSL (the
 benchmark's topics are outside the producers' ACLs), with the password and CA
 bundle from the inventory's files, as ``evilnet`` reads them; the tool gets them
 in a 0600 ``--producer.config`` file, never on its command line. The figures of
-one run are therefore those of the stack's own transport, TLS or not: run it on
-both to compare (docs/security.md, "What it costs").
+one run are therefore those of the stack's own transport, TLS or not; TLS's own
+cost, both transports of one broker at one load, is ``tls_cost.py``'s (it shares
+this script's records, timing and tool run).
 
 ``--kafka-lib`` is the ``lib`` directory of a Kafka installation (it holds the
 kafka-tools jar); by default the one the local stack installed under ``.run/``.
@@ -35,12 +36,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from evilnet.kafka_clients import ADMIN, KafkaSecurity
 from evilnet.platform.inventory import Inventory
+from evilnet.platform.secrets import write_private
 from evilnet.producer.generator import synthesize, synthetic_rules
 from evilnet.producer.routing import Line, Router
 from evilnet.producer.service import run_replay
@@ -72,8 +76,20 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _write_inputs(workdir: Path, posts: int) -> tuple[Path, Path, int, float]:
-    """The stream file, the tool's payload file, the record count and mean record size."""
+@dataclass(frozen=True)
+class Inputs:
+    """The same records for every client: the stream file the producer replays, the
+    tool's payload file (the producer's own record values, one a line), how many
+    records the posts make and their mean value size."""
+
+    stream_file: Path
+    payload_file: Path
+    records: int
+    mean_size: float
+
+
+def write_inputs(workdir: Path, posts: int) -> Inputs:
+    """Synthesize ``posts`` (seed 42) and route them as the producer does."""
     stream_file, payload_file = workdir / "stream.jsonl", workdir / "payloads.txt"
     router = Router(256 * 1024)
     records = total_bytes = 0
@@ -86,12 +102,13 @@ def _write_inputs(workdir: Path, posts: int) -> tuple[Path, Path, int, float]:
                 payloads.write(value + b"\n")
                 records += 1
                 total_bytes += len(value)
-    return stream_file, payload_file, records, total_bytes / records
+    return Inputs(stream_file, payload_file, records, total_bytes / records)
 
 
-def _measure_producer(stream_file: Path, bootstrap: list[str], topic: str,
-                      security: KafkaSecurity | None) -> tuple[float, float]:
-    """Posts per second and records per second, first line read to last acknowledgement."""
+def measure_producer(stream_file: Path, bootstrap: list[str], topic: str,
+                     security: KafkaSecurity | None) -> tuple[float, float]:
+    """Posts per second and records per second, first line read to last acknowledgement
+    (``topic`` and ``topic.dead-letter`` must exist)."""
     settings = KafkaSettings(bootstrap, SETTINGS.client_id,
                              client_settings=security.kwargs() if security else {})
     started = time.perf_counter()
@@ -103,24 +120,40 @@ def _measure_producer(stream_file: Path, bootstrap: list[str], topic: str,
     return summary.lines_read / elapsed, summary.records / elapsed
 
 
-def _measure_tool(args: argparse.Namespace, payload_file: Path, records: int,
-                  topic: str, security: KafkaSecurity | None) -> float:
-    login = []
-    if security:
-        config = payload_file.with_name("producer.properties")
-        config.touch(mode=0o600)
-        config.write_text(security.properties_text())
-        login = ["--producer.config", str(config)]
-    command = [
-        args.java, "-cp", f"{args.kafka_lib}/*", "org.apache.kafka.tools.ProducerPerformance",
-        "--topic", topic, "--num-records", str(records), "--throughput", "-1",
-        "--payload-file", str(payload_file), "--payload-delimiter", "\n",
-        "--producer-props", f"bootstrap.servers={args.bootstrap}", "acks=all",
+def client_config(path: Path, security: KafkaSecurity | None) -> Path | None:
+    """A Java tool's login: the client properties in a 0600 file at ``path`` (the
+    password never on its command line; the tools' ``--producer.config`` or
+    ``--command-config``), or None on a plaintext listener."""
+    if security is None:
+        return None
+    write_private(path, security.properties_text().encode(), replace=True)
+    return path
+
+
+def run_java_tool(java: str, kafka_lib: Path, main_class: str, arguments: list[str],
+                  jvm_options: Sequence[str] = ()) -> str:
+    """A Kafka tool's standard output (its classes from ``kafka_lib``)."""
+    command = [java, *jvm_options, "-cp", f"{kafka_lib}/*", main_class, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def measure_tool(java: str, kafka_lib: Path, bootstrap: str, inputs: Inputs, topic: str,
+                 security: KafkaSecurity | None, jvm_options: Sequence[str] = ()) -> float:
+    """ProducerPerformance's records per second, the producer's settings and records."""
+    config = client_config(inputs.payload_file.with_name("producer.properties"), security)
+    output = run_java_tool(java, kafka_lib, "org.apache.kafka.tools.ProducerPerformance", [
+        "--topic", topic, "--num-records", str(inputs.records), "--throughput", "-1",
+        "--payload-file", str(inputs.payload_file), "--payload-delimiter", "\n",
+        "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all",
         "enable.idempotence=true", "compression.type=gzip",
         f"linger.ms={SETTINGS.linger_ms}", f"batch.size={SETTINGS.batch_size}",
-        *login,
-    ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        *(["--producer.config", str(config)] if config else []),
+    ], jvm_options)
+    return producer_performance_rate(output)
+
+
+def producer_performance_rate(output: str) -> float:
+    """The records/s of ProducerPerformance's last summary line."""
     summary = _SUMMARY.findall(output)
     if not summary:
         sys.exit(f"could not read ProducerPerformance's summary:\n{output}")
@@ -143,15 +176,16 @@ def main() -> None:
                          for name in topics])
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            stream_file, payload_file, records, mean_size = _write_inputs(Path(workdir),
-                                                                          args.posts)
-            post_rate, producer_rate = _measure_producer(stream_file, bootstrap, topics[0],
-                                                         security)
-            tool_rate = _measure_tool(args, payload_file, records, topics[2], security)
+            inputs = write_inputs(Path(workdir), args.posts)
+            post_rate, producer_rate = measure_producer(inputs.stream_file, bootstrap,
+                                                        topics[0], security)
+            tool_rate = measure_tool(args.java, args.kafka_lib, args.bootstrap, inputs,
+                                     topics[2], security)
     finally:
         admin.delete_topics(topics)
         admin.close()
-    print(f"records: {records} from {args.posts} posts, mean value {mean_size:.0f} bytes; "
+    print(f"records: {inputs.records} from {args.posts} posts, "
+          f"mean value {inputs.mean_size:.0f} bytes; "
           f"acks=all, idempotent, gzip, linger.ms={SETTINGS.linger_ms}, "
           f"batch.size={SETTINGS.batch_size}; brokers {args.bootstrap}, "
           f"{'SASL_SSL (SCRAM-SHA-512) as ' + security.username if security else 'PLAINTEXT'}")
